@@ -1,0 +1,17 @@
+"""Errors the product raises on purpose: each message names what is wrong, for a one-line CLI report."""
+
+
+class MlopsError(Exception):
+    """A problem the user can act on: bad input, bad config, missing prerequisite."""
+
+
+class ConfigError(MlopsError):
+    """A config file is missing, malformed, or has unknown keys / wrong types."""
+
+
+class InputDataError(MlopsError):
+    """An input batch cannot be read or fails a table-level check."""
+
+
+class StorageError(MlopsError):
+    """A storage location does not exist, cannot be read or cannot be written."""

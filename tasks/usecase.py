@@ -1,0 +1,134 @@
+"""The use case as typed, frozen values: everything domain-specific comes from a YAML file into these models.
+
+Nothing here reads files; ``flows.settings`` loads the YAML and validates it into ``UseCase``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ColumnType = Literal["int", "float", "str", "datetime"]
+PiiAction = Literal["hash", "drop", "keep"]
+
+
+class Strict(BaseModel):
+    """Base of every config model: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ColumnSpec(Strict):
+    """One raw input column: its type and the row-level rules it must satisfy."""
+
+    type: ColumnType
+    required: bool = True
+    nullable: bool = False
+    max_null_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str, ...] | None = None
+    pattern: str | None = None
+    timezone: str | None = None
+
+
+class Lookup(Strict):
+    """A side table joined onto the primary table (left join, many-to-one)."""
+
+    name: str
+    join_on: tuple[str, ...]
+    columns: dict[str, ColumnSpec]
+
+
+class SourceSpec(Strict):
+    """Where raw batches come from and how they are cut."""
+
+    adapter: str
+    primary: str
+    lookups: tuple[Lookup, ...] = ()
+    batch_period: Literal["month"] = "month"
+    raw_format: Literal["csv", "parquet"] = "csv"
+
+
+class DatetimeFromParts(Strict):
+    """Derive a local, timezone-naive timestamp from integer parts (year, month, day, hour, minute)."""
+
+    name: str
+    year: str
+    month: str
+    day: str
+    hour: str
+    minute: str
+
+
+class TargetSpec(Strict):
+    """Binary label: ``source >= threshold`` (or another comparison). Missing source gives a null label."""
+
+    name: str
+    source: str
+    operator: Literal[">=", ">", "<=", "<"] = ">="
+    threshold: float
+
+
+class FeatureSpec(Strict):
+    """Model inputs by type; time features are derived from ``time_column`` by the pipeline."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    time_parts: tuple[Literal["hour", "dayofweek", "month", "dayofyear", "minute_of_day"], ...] = ()
+
+
+class ValidationSpec(Strict):
+    """Batch-level thresholds of the ingestion gate."""
+
+    max_quarantine_fraction: float = Field(ge=0.0, le=1.0)
+    min_rows: int = Field(ge=1)
+    max_rows: int = Field(ge=1)
+
+
+class UseCase(Strict):
+    """A whole use case: data source, schema, keys, target, features, PII policy, thresholds."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    registered_model: str
+    source: SourceSpec
+    columns: dict[str, ColumnSpec]
+    key: tuple[str, ...]
+    id_column: str
+    derived_time: DatetimeFromParts
+    time_column: str
+    target: TargetSpec
+    leaky_columns: tuple[str, ...] = ()
+    features: FeatureSpec
+    pii: dict[str, PiiAction] = {}
+    validation: ValidationSpec
+
+    @model_validator(mode="after")
+    def _check_references(self) -> UseCase:
+        known = set(self.columns) | {c for lk in self.source.lookups for c in lk.columns}
+        derived = {self.derived_time.name, self.id_column, self.target.name}
+        problems = [f"key column '{c}' is not a declared column" for c in self.key if c not in known]
+        for col in (*self.features.numeric, *self.features.categorical):
+            if col not in known | derived:
+                problems.append(f"feature '{col}' is not a declared column")
+            if col in self.leaky_columns:
+                problems.append(f"feature '{col}' is listed as leaky")
+        problems += [f"pii column '{c}' is not a declared column" for c in self.pii if c not in known]
+        if self.target.source not in known:
+            problems.append(f"target source '{self.target.source}' is not a declared column")
+        if self.time_column not in known | derived:
+            problems.append(f"time_column '{self.time_column}' is neither declared nor derived")
+        if self.validation.min_rows > self.validation.max_rows:
+            problems.append("validation.min_rows is larger than validation.max_rows")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def all_columns(self) -> dict[str, ColumnSpec]:
+        """Primary and lookup columns with their specs, lookup columns after the primary ones."""
+        merged = dict(self.columns)
+        for lookup in self.source.lookups:
+            merged.update({c: spec for c, spec in lookup.columns.items() if c not in lookup.join_on})
+        return merged
