@@ -15,3 +15,7 @@ class InputDataError(MlopsError):
 
 class StorageError(MlopsError):
     """A storage location does not exist, cannot be read or cannot be written."""
+
+
+class TransientStorageError(StorageError):
+    """A store could not be reached or answered with a server error: worth a retry."""

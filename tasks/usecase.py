@@ -41,14 +41,30 @@ class Lookup(Strict):
     columns: dict[str, ColumnSpec]
 
 
-class SourceSpec(Strict):
-    """Where raw batches come from and how they are cut."""
+class PeriodColumns(Strict):
+    """Integer columns of the primary table that name a row's batch period (a calendar month)."""
 
-    adapter: str
+    year: str
+    month: str
+
+
+class SourceSpec(Strict):
+    """Where raw batches come from and how they are cut into monthly batches."""
+
+    adapter: Literal["python_package"]
+    package: str
+    tables: dict[str, str]
     primary: str
+    period_columns: PeriodColumns
     lookups: tuple[Lookup, ...] = ()
-    batch_period: Literal["month"] = "month"
     raw_format: Literal["csv", "parquet"] = "csv"
+
+    @model_validator(mode="after")
+    def _check_tables(self) -> SourceSpec:
+        missing = [t for t in (self.primary, *(lk.name for lk in self.lookups)) if t not in self.tables]
+        if missing:
+            raise ValueError(f"source.tables has no file for: {', '.join(missing)}")
+        return self
 
 
 class DatetimeFromParts(Strict):

@@ -1,0 +1,44 @@
+"""The ``mlops`` console command. ``main`` sets process defaults, then hands over to the Typer app.
+
+Environment defaults are set here, at start, and never at import time of any other module: Prefect and
+Great Expectations read them when first used.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from flows.settings import mlops_home
+
+
+def process_defaults(home: Path) -> dict[str, str]:
+    """Environment the embedded default needs: Prefect state under MLOPS_HOME, no telemetry, no progress bars."""
+    return {
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+        "PREFECT_TASKS_DEFAULT_NO_CACHE": "true",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "GX_ANALYTICS_ENABLED": "false",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # Prefect leaves runner storage in TMPDIR: keep it inside the project's state folder
+        "TMPDIR": str(home / "tmp"),
+    }
+
+
+def main() -> None:
+    home = mlops_home()
+    for key, value in process_defaults(home).items():
+        os.environ.setdefault(key, value)
+    Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = None  # re-read TMPDIR
+    from flows.commands import app
+
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Wiring: settings + use case + adapters, chosen by one profile setting. Flows call ``build_context`` first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adapters.secrets import resolve_secret
+from adapters.storage import Storage, storage_for
+from flows.settings import Settings, load_settings, load_usecase
+from tasks.usecase import UseCase
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a flow run works with; built once per run, never at import time."""
+
+    settings: Settings
+    usecase: UseCase
+
+    def storage(self, uri: str) -> Storage:
+        return storage_for(uri, s3_endpoint_url=self.settings.storage.s3_endpoint_url)
+
+    def pii_key(self) -> bytes | None:
+        """The keyed-hash secret, fetched only when the PII policy hashes a column."""
+        if "hash" not in self.usecase.pii.values():
+            return None
+        ref = self.settings.secrets.pii_key
+        return resolve_secret(ref.source, ref.env_var, ref.prefect_block, ref.file)
+
+    @property
+    def landing_root(self) -> str:
+        return f"{self.settings.storage.landing_uri.rstrip('/')}/{self.usecase.name}"
+
+    @property
+    def lake_root(self) -> str:
+        return f"{self.settings.storage.lake_uri.rstrip('/')}/{self.usecase.name}"
+
+
+def build_context(profile: str | None = None, usecase: str | None = None) -> Context:
+    settings = load_settings(profile)
+    return Context(settings=settings, usecase=load_usecase(usecase or settings.usecase))
