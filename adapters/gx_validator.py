@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ import pandas as pd
 from tasks.expectations import ROW_ID, ExpectationResult, ExpectationSpec, ValidationReport
 
 _SITE = "local_site"
+# logos, animated GIFs and fonts are 3.4 of the 4.3 MB of a site; pages read fine without them, and every
+# batch keeps its own copy of the site next to its snapshot
+_DECORATION = ("static/images/", "static/fonts/")
 # GX's pandas of_type check compares ``dtype.type``: for the nullable Int64 dtype that is numpy.int64, and
 # no spelling of "Int64" maps to it, so the GX check uses "int64" (numpy int64 columns pass it too).
 _GX_TYPE_NAMES = {"Int64": "int64"}
@@ -58,16 +62,18 @@ def validate_frame(
     for i, spec in enumerate(specs):
         bucket = runs["rows" if spec.row_level else "table"]
         if spec.kind == "columns_exist":
-            bucket.extend((i, col, gx.expectations.ExpectColumnToExist(column=col)) for col in spec.columns)
+            # one set check instead of one expectation per column: each GX expectation costs ~5 ms
+            check = gx.expectations.ExpectTableColumnsToMatchSet(column_set=list(spec.columns), exact_match=False)
+            bucket.append((i, None, check))
         elif not _missing(spec, present):  # GX survives a missing column too, but with a traceback per spec
             bucket.append((i, None, _to_gx(spec)))
-    formats = {
-        "table": {"result_format": "BASIC"},
-        "rows": {
-            "result_format": "COMPLETE",
-            "unexpected_index_column_names": [ROW_ID],
-            "return_unexpected_index_query": False,  # a pandas filter string repeating every id
-        },
+    # Row checks run twice only when something fails: a cheap pass/fail run over all of them, then the
+    # failing ones again with COMPLETE results to get the `_row` of each failing row. Clean batches, the
+    # common case, skip the costly unexpected-index bookkeeping altogether.
+    row_detail = {
+        "result_format": "COMPLETE",
+        "unexpected_index_column_names": [ROW_ID],
+        "return_unexpected_index_query": False,  # a pandas filter string repeating every id
     }
 
     gx_results: list[list[tuple[str | None, Any]]] = [[] for _ in specs]
@@ -75,23 +81,31 @@ def validate_frame(
         context = gx.get_context(mode="ephemeral", project_config=_project_config(site_dir))
         asset = context.data_sources.add_pandas("pandas").add_dataframe_asset("frame")
         batch = asset.add_batch_definition_whole_dataframe("whole_frame")
-        for part, tagged in runs.items():
-            if not tagged:
-                continue
-            name = f"{suite_name}.{part}"
-            suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=[e for *_, e in tagged]))
-            definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-            data = _numpy_ints(frame) if part == "rows" else frame  # dtypes matter only to the table run
-            run = definition.run(batch_parameters={"dataframe": data}, result_format=formats[part])
-            # GX does not return results in suite order: match them back through the ids the suite assigned
-            by_id = {r.expectation_config.id: r for r in run.results}
-            for (i, col, _), expectation in zip(tagged, suite.expectations, strict=True):
-                gx_results[i].append((col, by_id[expectation.id]))
+        started = time.perf_counter()
+        row_data = _numpy_ints(frame)  # dtypes matter only to the table run
+        table = _run(context, batch, f"{suite_name}.table", runs["table"], frame, {"result_format": "BASIC"})
+        rows = _run(context, batch, f"{suite_name}.rows", runs["rows"], row_data, {"result_format": "BOOLEAN_ONLY"})
+        failing = [t for t, r in zip(runs["rows"], rows, strict=True) if not r.success]
+        detail = _run(
+            context,
+            batch,
+            f"{suite_name}.failing_rows",
+            [(i, c, _to_gx(specs[i])) for i, c, _ in failing],
+            row_data,
+            row_detail,
+        )
+        by_spec = {i: r for (i, *_), r in zip(failing, detail, strict=True)}
+        for (i, col, _), result in [*zip(runs["table"], table, strict=True), *zip(runs["rows"], rows, strict=True)]:
+            gx_results[i].append((col, by_spec.get(i, result)))
+        validated = time.perf_counter()
         context.build_data_docs(site_names=[_SITE])
-        docs = {p.relative_to(site_dir).as_posix(): p.read_bytes() for p in Path(site_dir).rglob("*") if p.is_file()}
+        files = (p for p in Path(site_dir).rglob("*") if p.is_file())
+        docs = {p.relative_to(site_dir).as_posix(): p.read_bytes() for p in files if not _decoration(p, site_dir)}
+        rendered = time.perf_counter()
 
     results = tuple(_to_result(s, r, frame, present) for s, r in zip(specs, gx_results, strict=True))
-    report = ValidationReport(results, evaluated_rows=len(frame), extras={"gx_version": gx.__version__})
+    timings = {"validate_seconds": f"{validated - started:.3f}", "data_docs_seconds": f"{rendered - validated:.3f}"}
+    report = ValidationReport(results, evaluated_rows=len(frame), extras={"gx_version": gx.__version__, **timings})
     return report, docs
 
 
@@ -143,7 +157,10 @@ def _to_gx(spec: ExpectationSpec) -> Any:
         case "row_count_between":
             return gxe.ExpectTableRowCountToBeBetween(min_value=spec.min_value, max_value=spec.max_value)
         case "null_fraction_at_most":
-            return gxe.ExpectColumnValuesToNotBeNull(column=col, mostly=1.0 - (spec.max_fraction or 0.0))
+            # an aggregate metric: a third of the cost of not-null with `mostly`, which maps every cell
+            return gxe.ExpectColumnProportionOfNonNullValuesToBeBetween(
+                column=col, min_value=1.0 - (spec.max_fraction or 0.0), max_value=1.0
+            )
         case "of_type":
             type_name = _GX_TYPE_NAMES.get(spec.type_name or "", spec.type_name)
             return gxe.ExpectColumnValuesToBeOfType(column=col, type_=type_name)
@@ -173,7 +190,7 @@ def _to_result(
     if missing := _missing(spec, present):
         return ExpectationResult(spec, success=False, observed="column missing: " + ", ".join(missing))
     if spec.kind == "columns_exist":
-        absent = [col for col, r in gx_results if not r.success]
+        absent = [col for col in spec.columns if col not in present]
         return ExpectationResult(
             spec, not absent, len(absent), observed="missing: " + ", ".join(absent) if absent else ""
         )
@@ -186,9 +203,30 @@ def _to_result(
         return ExpectationResult(spec, r.success, observed=f"{res.get('observed_value')} rows")
     if spec.kind == "of_type":
         return ExpectationResult(spec, r.success, observed=f"dtype {frame[spec.column].dtype}")
-    count = int(res.get("unexpected_count") or 0)
     if spec.kind == "null_fraction_at_most":
+        count = int(frame[spec.column].isna().sum())
         share, limit = (count / len(frame) if len(frame) else 0.0), spec.max_fraction or 0.0
         return ExpectationResult(spec, r.success, count, observed=f"null share {share:.2%} (max {limit:.2%})")
+    count = int(res.get("unexpected_count") or 0)
     rows = tuple(sorted(int(row[ROW_ID]) for row in res.get("unexpected_index_list") or ()))
     return ExpectationResult(spec, r.success, count, rows, observed=f"{count} of {len(frame)} rows unexpected")
+
+
+def _decoration(path: Path, site_dir: str) -> bool:
+    return path.relative_to(site_dir).as_posix().startswith(_DECORATION)
+
+
+def _run(
+    context: Any, batch: Any, name: str, tagged: list[tuple[int, str | None, Any]], data: pd.DataFrame, fmt: dict
+) -> list[Any]:
+    """Run one suite of GX expectations; results come back in the order of ``tagged``."""
+    if not tagged:
+        return []
+    import great_expectations as gx
+
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=[e for *_, e in tagged]))
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+    run = definition.run(batch_parameters={"dataframe": data}, result_format=fmt)
+    # GX does not return results in suite order: match them back through the ids the suite assigned
+    by_id = {r.expectation_config.id: r for r in run.results}
+    return [by_id[expectation.id] for expectation in suite.expectations]

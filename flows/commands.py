@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -80,6 +81,13 @@ def _spinner(label: str) -> Iterator[None]:
         yield
 
 
+def absolute_uri(uri: str | None) -> str | None:
+    """Local paths given on the command line are made absolute: a flow may run in another folder."""
+    if uri is None or uri.startswith(("s3://", "file://")):
+        return uri
+    return str(Path(uri).expanduser().resolve())
+
+
 def show_mapping(title: str, rows: dict[str, Any]) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
     for key, value in rows.items():
@@ -113,7 +121,9 @@ def land(
     run_command(
         as_json,
         f"landing {month}",
-        lambda: land_flow(period=month, to_uri=to, raw_format=raw_format, profile=profile, usecase=usecase),
+        lambda: land_flow(
+            period=month, to_uri=absolute_uri(to), raw_format=raw_format, profile=profile, usecase=usecase
+        ),
         show,
     )
 
@@ -134,7 +144,7 @@ def ingest(
     run_command(
         as_json,
         f"ingesting {input_uri}",
-        lambda: ingest_flow(input_uri=input_uri, period=month, profile=profile, usecase=usecase),
+        lambda: ingest_flow(input_uri=absolute_uri(input_uri), period=month, profile=profile, usecase=usecase),
         show_ingest,
     )
 

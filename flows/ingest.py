@@ -166,6 +166,7 @@ def _summary(ctx, input_uri, meta, prepared, report, split) -> dict:
             if not r.success
         ],
         "expectations_evaluated": len(report.results),
+        "validation_engine": {"engine": report.engine, **report.extras},
         "extra_columns": list(prepared.extra_columns),
         "schema": batch_logic.schema_of(split.curated),
         "flow_run_id": str(runtime.flow_run.id or ""),
