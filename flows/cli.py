@@ -24,6 +24,8 @@ def process_defaults(home: Path) -> dict[str, str]:
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "GX_ANALYTICS_ENABLED": "false",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
         # Prefect leaves runner storage in TMPDIR: keep it inside the project's state folder
         "TMPDIR": str(home / "tmp"),
     }

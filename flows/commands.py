@@ -190,3 +190,138 @@ def demo(
         err.print(f"total {r['total_seconds']:.1f} s in phases")
 
     run_command(as_json, "demo", lambda: run_demo(profile=profile, on_phase=on_phase), show)
+
+
+@app.command()
+def train(
+    snapshot: Annotated[list[str] | None, typer.Option("--snapshot", help="Curated snapshot URI (repeatable).")] = None,
+    months: Annotated[
+        str | None, typer.Option("--months", help="Month range of latest snapshots, e.g. 2013-01..2013-03.")
+    ] = None,
+    profile: ProfileOpt = None,
+    usecase: UsecaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the pipeline on curated snapshots (time split) and log it to MLflow."""
+    from flows.train import train as train_flow
+
+    def show(r: dict) -> None:
+        rows = {"run id": r["run_id"], "model": r["model_uri"], "rows": r["rows"], "split": r["split"]}
+        for part in ("validation", "holdout"):
+            m = r["metrics"][part]
+            shown = ("roc_auc", "kpi", "brier", "calibration_error")
+            rows[part] = " · ".join(f"{name} {m[name]:.3f}" for name in shown)
+        rows["seconds"] = r["seconds"]
+        show_mapping("Trained", rows)
+
+    snapshots = [absolute_uri(s) for s in snapshot] if snapshot else None
+    run_command(
+        as_json,
+        "training",
+        lambda: train_flow(snapshots=snapshots, months=months, profile=profile, usecase=usecase),
+        show,
+    )
+
+
+def show_decision(r: dict) -> None:
+    rows = {"version": r["version"], "outcome": r["outcome"], "champion before": r.get("champion_version")}
+    for name in ("roc_auc", "kpi", "brier", "calibration_error"):
+        if r.get("challenger"):
+            champ = (r.get("champion") or {}).get(name)
+            rows[name] = f"{r['challenger'][name]:.4f}" + ("" if champ is None else f" vs champion {champ:.4f}")
+    if r.get("bootstrap"):
+        b = r["bootstrap"]
+        rows["difference (CI)"] = f"{b['diff']:+.4f} [{b['low']:+.4f}, {b['high']:+.4f}]"
+    rows |= {f"reason {i + 1}": reason for i, reason in enumerate(r.get("reasons", []))}
+    show_mapping("Gate decision", rows)
+
+
+@app.command()
+def register(
+    run: Annotated[str, typer.Option("--run", help="MLflow run id of a training run.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why this model is proposed.")] = "new training run",
+    profile: ProfileOpt = None,
+    usecase: UsecaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a training run as @challenger; the gate decides on @champion."""
+    from flows.register import register as register_flow
+
+    run_command(
+        as_json,
+        "registering",
+        lambda: register_flow(run_id=run, reason=reason, profile=profile, usecase=usecase),
+        show_decision,
+    )
+
+
+@app.command()
+def retrain(
+    months: Annotated[
+        str | None, typer.Option("--months", help="Months to train on (default: the trailing ones).")
+    ] = None,
+    trailing: Annotated[int, typer.Option("--trailing", help="How many latest landed months to train on.")] = 3,
+    reason: Annotated[str, typer.Option("--reason", help="Why retraining runs.")] = "manual retraining",
+    profile: ProfileOpt = None,
+    usecase: UsecaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest landed batches, train on the trailing months, register behind the gate."""
+    from flows.retrain import retrain as retrain_flow
+
+    run_command(
+        as_json,
+        "retraining",
+        lambda: retrain_flow(months=months, trailing_months=trailing, reason=reason, profile=profile, usecase=usecase),
+        lambda r: show_decision(r["decision"]),
+    )
+
+
+@app.command()
+def history(profile: ProfileOpt = None, usecase: UsecaseOpt = None, as_json: JsonOpt = False) -> None:
+    """Every move of the model's aliases: when, from which version to which, why, by which flow run."""
+    from flows.context import build_context
+
+    def work() -> dict:
+        ctx = build_context(profile, usecase)
+        name = ctx.usecase.registered_model
+        registry = ctx.registry()
+        current = {a: (v.version if (v := registry.get_alias(name, a)) else None) for a in ("champion", "challenger")}
+        return {"model": name, "aliases": current, "moves": [m.__dict__ for m in registry.alias_history(name)]}
+
+    def show(r: dict) -> None:
+        table = Table(
+            title=f"{r['model']}: champion {r['aliases']['champion']}, challenger {r['aliases']['challenger']}"
+        )
+        for column in ("at", "alias", "from", "to", "reason", "flow run"):
+            table.add_column(column)
+        for m in r["moves"]:
+            table.add_row(
+                m["at"],
+                m["alias"],
+                str(m["from_version"]),
+                str(m["to_version"]),
+                m["reason"],
+                str(m["flow_run_id"] or ""),
+            )
+        Console().print(table)
+
+    run_command(as_json, "reading history", work, show)
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option("--reason", help="Why the current champion is withdrawn.")],
+    profile: ProfileOpt = None,
+    usecase: UsecaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move @champion back to the previous champion and record why."""
+    from flows.register import rollback as rollback_flow
+
+    run_command(
+        as_json,
+        "rolling back",
+        lambda: rollback_flow(reason=reason, profile=profile, usecase=usecase),
+        lambda r: show_mapping("Rolled back", {"from": r["from_version"], "to": r["to_version"], "reason": reason}),
+    )

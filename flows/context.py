@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from adapters.registry import MlflowRegistry
 from adapters.secrets import resolve_secret
 from adapters.storage import Storage, storage_for
 from flows.settings import Settings, load_settings, load_usecase
@@ -26,6 +27,12 @@ class Context:
             return None
         ref = self.settings.secrets.pii_key
         return resolve_secret(ref.source, ref.env_var, ref.prefect_block, ref.file)
+
+    def registry(self) -> MlflowRegistry:
+        mlflow = self.settings.mlflow
+        return MlflowRegistry(
+            mlflow.tracking_uri, mlflow.artifact_uri, s3_endpoint_url=self.settings.storage.s3_endpoint_url
+        )
 
     @property
     def landing_root(self) -> str:

@@ -19,3 +19,15 @@ class StorageError(MlopsError):
 
 class TransientStorageError(StorageError):
     """A store could not be reached or answered with a server error: worth a retry."""
+
+
+class RegistryError(MlopsError):
+    """The model registry refused a request or has no such experiment, run, model, version or artifact."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The model registry could not be reached or answered with a server error: worth a retry."""
+
+
+class UntrustedModelError(RegistryError):
+    """A model holds types outside the serialization allow-list: it is neither logged nor loaded."""

@@ -36,3 +36,24 @@ def select_lookup_rows(side: pd.DataFrame, primary: pd.DataFrame, lookup: Lookup
     """Rows of a side table whose join key occurs in ``primary``: what the batch needs, nothing more."""
     keys = primary[list(lookup.join_on)].drop_duplicates()
     return side.merge(keys, on=list(lookup.join_on), how="inner").reset_index(drop=True)
+
+
+def expand_months(spec: str) -> list[str]:
+    """``2013-01..2013-03`` (inclusive) or ``2013-01,2013-05`` to a list of months in order.
+
+    Raises:
+        MlopsError: a month is malformed or the range runs backwards.
+    """
+    if ".." in spec:
+        first, last = (part.strip() for part in spec.split("..", 1))
+        (y0, m0), (y1, m1) = parse_period(first), parse_period(last)
+        if (y1, m1) < (y0, m0):
+            raise MlopsError(f"month range '{spec}' runs backwards")
+        count = (y1 - y0) * 12 + (m1 - m0) + 1
+        return [f"{y0 + (m0 - 1 + i) // 12:04d}-{(m0 - 1 + i) % 12 + 1:02d}" for i in range(count)]
+    months = [part.strip() for part in spec.split(",") if part.strip()]
+    for month in months:
+        parse_period(month)
+    if not months:
+        raise MlopsError("no month given")
+    return months

@@ -103,6 +103,55 @@ class ValidationSpec(Strict):
     max_rows: int = Field(ge=1)
 
 
+class SplitSpec(Strict):
+    """Time-ordered split: the latest rows are holdout, the ones before them validation, the rest training."""
+
+    validation_fraction: float = Field(gt=0.0, lt=0.5)
+    holdout_fraction: float = Field(gt=0.0, lt=0.5)
+
+
+class ModelSpec(Strict):
+    """Estimator (by allow-listed name) with its hyperparameters; every random step is seeded."""
+
+    estimator: Literal["hist_gradient_boosting", "logistic_regression", "random_forest"]
+    params: dict[str, float | int | str | bool | None] = {}
+    decision_threshold: float = Field(gt=0.0, lt=1.0)
+    min_training_rows: int = Field(ge=1)
+    seed: int = 0
+    max_categories: int = Field(default=50, ge=2)
+
+
+class KpiSpec(Strict):
+    """Business KPI: share of positives caught among the ``top_fraction`` highest scores."""
+
+    name: str
+    top_fraction: float = Field(gt=0.0, le=1.0)
+
+
+class ContractSpec(Strict):
+    """How the learned data contract and the drift reference are derived from training data."""
+
+    quantile_tolerance: float = Field(default=0.1, ge=0.0)
+    null_rate_slack: float = Field(default=0.05, ge=0.0, le=1.0)
+    reference_bins: int = Field(default=10, ge=2, le=100)
+
+
+class GateSpec(Strict):
+    """Promotion gate: floors, non-inferiority by paired bootstrap, guardrails, mode."""
+
+    mode: Literal["enforce", "dry_run", "disabled"] = "enforce"
+    metric: Literal["roc_auc", "average_precision"] = "roc_auc"
+    floors: dict[Literal["roc_auc", "average_precision", "kpi"], float] = {}
+    max_brier: float | None = None
+    non_inferiority_margin: float = Field(ge=0.0)
+    bootstrap_resamples: int = Field(default=1000, ge=100)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    max_calibration_error: float | None = Field(default=None, gt=0.0)
+    max_model_megabytes: float | None = Field(default=None, gt=0.0)
+    min_evaluation_rows: int = Field(default=500, ge=1)
+    seed: int = 0
+
+
 class UseCase(Strict):
     """A whole use case: data source, schema, keys, target, features, PII policy, thresholds."""
 
@@ -120,6 +169,11 @@ class UseCase(Strict):
     features: FeatureSpec
     pii: dict[str, PiiAction] = {}
     validation: ValidationSpec
+    split: SplitSpec
+    model: ModelSpec
+    kpi: KpiSpec
+    contract: ContractSpec = ContractSpec()
+    gate: GateSpec
 
     @model_validator(mode="after")
     def _check_references(self) -> UseCase:

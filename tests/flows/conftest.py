@@ -19,6 +19,8 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         mp.setenv("GX_ANALYTICS_ENABLED", "false")
+        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         with prefect_test_harness(server_startup_timeout=120):
             yield
 

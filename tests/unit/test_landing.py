@@ -32,3 +32,28 @@ def test_select_lookup_rows_with_no_match_is_empty():
     lookup = Lookup(name="s", join_on=("k",), columns={"k": ColumnSpec(type="str")})
     out = select_lookup_rows(pd.DataFrame({"k": ["a"]}), pd.DataFrame({"k": ["b"]}), lookup)
     assert out.empty
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("2013-01..2013-03", ["2013-01", "2013-02", "2013-03"]),
+        ("2012-11..2013-02", ["2012-11", "2012-12", "2013-01", "2013-02"]),
+        ("2013-05", ["2013-05"]),
+        ("2013-01, 2013-05", ["2013-01", "2013-05"]),
+    ],
+)
+def test_expand_months(spec, expected):
+    from tasks.landing import expand_months
+
+    assert expand_months(spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"), [("2013-03..2013-01", "backwards"), ("2013-1..2013-03", "YYYY-MM"), (",", "no month")]
+)
+def test_expand_months_rejects_bad_ranges(spec, message):
+    from tasks.landing import expand_months
+
+    with pytest.raises(MlopsError, match=message):
+        expand_months(spec)

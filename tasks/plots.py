@@ -1,0 +1,81 @@
+"""Evaluation plots as PNG bytes, drawn on private ``Figure`` objects (no pyplot global state, no display).
+
+The same inputs give the same bytes: PNG metadata that would carry a version or a date is left out.
+"""
+
+from __future__ import annotations
+
+import io
+from operator import itemgetter
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
+
+from tasks.metrics import calibration_bins
+
+_DPI = 100
+_SIZE = (5.0, 4.0)
+
+
+def _new_axes(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = _SIZE) -> tuple[Figure, Axes]:
+    figure = Figure(figsize=size, dpi=_DPI)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return figure, axes
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    # Software and dates in the metadata would make identical plots differ between runs and versions
+    figure.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def roc_curve_png(y: np.ndarray, proba_by_name: dict[str, np.ndarray]) -> bytes:
+    """ROC curves of one or more scorers on the same labelled rows (e.g. challenger and champion)."""
+    figure, axes = _new_axes("ROC curve", "false positive rate", "true positive rate")
+    labels = np.asarray(y).astype("int64")
+    for name, proba in proba_by_name.items():
+        fpr, tpr, _ = roc_curve(labels, np.asarray(proba, dtype="float64"))
+        axes.plot(fpr, tpr, label=name)
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    axes.legend(loc="lower right")
+    return _png(figure)
+
+
+def calibration_png(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> bytes:
+    """Observed positive rate against mean score per equal-frequency bin, with the diagonal."""
+    figure, axes = _new_axes("Calibration", "mean predicted probability", "observed positive rate")
+    mean_score, rate, _ = calibration_bins(y, proba, bins)
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
+    axes.plot(mean_score, rate, marker="o", label="model")
+    axes.legend(loc="upper left")
+    return _png(figure)
+
+
+def confusion_png(confusion_dict: dict[str, int]) -> bytes:
+    """The 2x2 confusion matrix (keys tn, fp, fn, tp) with counts written in the cells."""
+    figure, axes = _new_axes("Confusion matrix", "predicted", "actual")
+    cells = np.array([[confusion_dict["tn"], confusion_dict["fp"]], [confusion_dict["fn"], confusion_dict["tp"]]])
+    axes.imshow(cells, cmap="Blues")
+    for (row, col), count in np.ndenumerate(cells):
+        colour = "white" if count > cells.max() / 2 else "black"
+        axes.text(col, row, f"{int(count)}", ha="center", va="center", color=colour)
+    axes.set_xticks([0, 1], ["negative", "positive"])
+    axes.set_yticks([0, 1], ["negative", "positive"])
+    return _png(figure)
+
+
+def importance_png(importances: dict[str, float]) -> bytes:
+    """Horizontal bars of feature importances, the largest on top."""
+    ordered = sorted(importances.items(), key=itemgetter(1))
+    # one bar per feature: the figure grows with their number so long names stay legible
+    size = (_SIZE[0] + 1.5, max(_SIZE[1], 0.3 * len(ordered) + 1.0))
+    figure, axes = _new_axes("Feature importance", "importance", "", size)
+    axes.barh([name for name, _ in ordered], [value for _, value in ordered])
+    return _png(figure)
