@@ -31,7 +31,11 @@ class Context:
     def registry(self) -> MlflowRegistry:
         mlflow = self.settings.mlflow
         return MlflowRegistry(
-            mlflow.tracking_uri, mlflow.artifact_uri, s3_endpoint_url=self.settings.storage.s3_endpoint_url
+            mlflow.tracking_uri,
+            mlflow.artifact_uri,
+            http_retries=mlflow.http_retries,
+            http_timeout_seconds=mlflow.http_timeout_seconds,
+            s3_endpoint_url=self.settings.storage.s3_endpoint_url,
         )
 
     @property

@@ -44,7 +44,10 @@ class StorageSettings(Strict):
 
 class MlflowSettings(Strict):
     tracking_uri: str
-    artifact_uri: str
+    artifact_uri: str | None = None
+    # MLflow's own default is 7 retries with backoff: minutes against a dead server; Prefect retries the step
+    http_retries: int = 2
+    http_timeout_seconds: int = 30
 
 
 class Settings(Strict):

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.errors import MlopsError, TransientStorageError
+from tasks.errors import MlopsError, Transient
 
 IO_RETRIES = 2
 IO_RETRY_DELAYS_SECONDS = [2, 10]
@@ -24,7 +24,7 @@ COMPUTE_TIMEOUT_SECONDS = 3600
 def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
     """Retry unreachable stores and unknown failures; never bad input, bad config or a missing object."""
     exc = state.result(raise_on_failure=False)
-    return not isinstance(exc, MlopsError) or isinstance(exc, TransientStorageError)
+    return not isinstance(exc, MlopsError) or isinstance(exc, Transient)
 
 
 def io_step(name: str) -> Callable[[Callable[..., Any]], Any]:

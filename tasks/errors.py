@@ -5,6 +5,10 @@ class MlopsError(Exception):
     """A problem the user can act on: bad input, bad config, missing prerequisite."""
 
 
+class Transient:
+    """Marks an error worth a retry: a store or server was unreachable or answered with a server error."""
+
+
 class ConfigError(MlopsError):
     """A config file is missing, malformed, or has unknown keys / wrong types."""
 
@@ -17,7 +21,7 @@ class StorageError(MlopsError):
     """A storage location does not exist, cannot be read or cannot be written."""
 
 
-class TransientStorageError(StorageError):
+class TransientStorageError(StorageError, Transient):
     """A store could not be reached or answered with a server error: worth a retry."""
 
 
@@ -25,7 +29,7 @@ class RegistryError(MlopsError):
     """The model registry refused a request or has no such experiment, run, model, version or artifact."""
 
 
-class RegistryUnavailable(RegistryError):
+class RegistryUnavailable(RegistryError, Transient):
     """The model registry could not be reached or answered with a server error: worth a retry."""
 
 
