@@ -11,7 +11,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup demo test lint format bench-ingest clean
+.PHONY: setup demo test lint format bench-ingest bench-train clean
 
 setup: $(VENV)/.synced
 
@@ -40,6 +40,9 @@ format: setup
 
 bench-ingest: setup
 	$(VENV)/bin/python bench/ingest.py
+
+bench-train: setup
+	$(VENV)/bin/python bench/train.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var

@@ -187,6 +187,21 @@ def demo(
                 s["snapshot_uri"],
             )
         Console().print(table)
+        holdout = r["training"]["metrics"]["holdout"]
+        show_mapping(
+            "Model",
+            {
+                "training run": r["training"]["run_id"],
+                "holdout": " · ".join(
+                    f"{k} {holdout[k]:.3f}" for k in ("roc_auc", "kpi", "brier", "calibration_error")
+                ),
+                "top features": ", ".join(r["training"]["top_features"]),
+                "version": r["decision"]["version"],
+                "gate": r["decision"]["outcome"],
+                "champion before": r["decision"]["champion_version"] or "none",
+                "why": (r["decision"]["reasons"] or [""])[0],
+            },
+        )
         err.print(f"total {r['total_seconds']:.1f} s in phases")
 
     run_command(as_json, "demo", lambda: run_demo(profile=profile, on_phase=on_phase), show)

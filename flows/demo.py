@@ -8,6 +8,8 @@ from typing import Any
 
 from flows.ingest import ingest
 from flows.land import land
+from flows.register import register
+from flows.train import train
 
 DEMO_MONTHS = ("2013-01", "2013-02", "2013-03")
 
@@ -17,7 +19,7 @@ def run_demo(
     profile: str | None = None,
     on_phase: Callable[[str, float, Any], None] | None = None,
 ) -> dict:
-    """Land and ingest ``months``; returns what each phase produced and how long it took."""
+    """Land and ingest ``months``, train on them, register behind the gate; what each phase did and took."""
     phases: list[dict] = []
 
     def phase(name: str, work: Callable[[], Any]) -> Any:
@@ -43,8 +45,12 @@ def run_demo(
                 "data_docs_uri": summary["data_docs_uri"],
             }
         )
+    trained = phase("train", lambda: train(snapshots=[s["snapshot_uri"] for s in snapshots], profile=profile))
+    decision = phase("register + gate", lambda: register(run_id=trained["run_id"], reason="demo", profile=profile))
     return {
         "phases": phases,
         "snapshots": snapshots,
+        "training": {k: trained[k] for k in ("run_id", "run_url", "rows", "metrics", "top_features")},
+        "decision": {k: decision.get(k) for k in ("version", "outcome", "champion_version", "reasons", "challenger")},
         "total_seconds": round(sum(p["seconds"] for p in phases), 2),
     }

@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from importlib import metadata
 
+import pandas as pd
 from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 
@@ -102,7 +103,7 @@ def log_run(
         metrics=found,
         tags=tags,
         model=pipeline,
-        input_example=training.feature_frame(split.validation.head(5), uc),
+        input_example=_signature_example(training.feature_frame(split.validation.head(5), uc)),
         datasets=datasets,
         artifacts=evaluation["artifacts"],
         pip_requirements=[f"{p}=={metadata.version(p)}" for p in _RUNTIME_PACKAGES],
@@ -177,6 +178,12 @@ def _publish(ctx: Context, result: dict) -> None:
     create_markdown_artifact(
         key=f"train-{ctx.usecase.name}".replace("_", "-"), markdown=markdown, description="Training run"
     )
+
+
+def _signature_example(frame):
+    """Integer features as floats in the signature: a missing value at scoring time is then not a schema error."""
+    ints = [c for c, t in frame.dtypes.items() if pd.api.types.is_integer_dtype(t)]
+    return frame.astype(dict.fromkeys(ints, "float64"))
 
 
 def _json(value: object) -> bytes:
