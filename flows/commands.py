@@ -340,3 +340,68 @@ def rollback(
         lambda: rollback_flow(reason=reason, profile=profile, usecase=usecase),
         lambda r: show_mapping("Rolled back", {"from": r["from_version"], "to": r["to_version"], "reason": reason}),
     )
+
+
+stack_app = typer.Typer(help="The local stack: S3 API, Prefect server, MLflow server, process worker on 127.0.0.1.")
+app.add_typer(stack_app, name="stack")
+
+
+@stack_app.command("up")
+def stack_up(
+    prefect_port: Annotated[int, typer.Option(help="Prefect server port (0: a free one).")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow server port (0: a free one).")] = 5000,
+    s3_port: Annotated[int, typer.Option(help="S3 API port (0: a free one).")] = 9000,
+    deploy: Annotated[bool, typer.Option(help="Apply the work pool and `prefect deploy --all`.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start the stack (what already runs is kept), apply pools and deployments, start the worker."""
+    from adapters.processes import free_port
+    from flows import stack
+
+    def work() -> dict:
+        state = stack.read_state()
+        ports = None
+        if "ports" not in state or any(p != d for p, d in ((prefect_port, 4200), (mlflow_port, 5000), (s3_port, 9000))):
+            ports = stack.Ports(*(p or free_port() for p in (prefect_port, mlflow_port, s3_port)))
+        return stack.up(ports, deploy=deploy)
+
+    def show(r: dict) -> None:
+        show_mapping("Stack up", {**r["urls"], **{f"{k} s": v for k, v in r["seconds"].items()}})
+        err.print("[dim]point a shell at it: eval $(mlops stack env)[/dim]")
+
+    run_command(as_json, "starting the stack", work, show)
+
+
+@stack_app.command("status")
+def stack_status(as_json: JsonOpt = False) -> None:
+    """PIDs, health and URLs of the stack's processes."""
+    from flows import stack
+
+    def show(r: dict) -> None:
+        rows = {
+            name: f"pid {c['pid']} · {'healthy' if c['healthy'] else 'running' if c['running'] else 'stopped'}"
+            for name, c in r["components"].items()
+        }
+        show_mapping("Stack", {**rows, **{f"url {k}": v for k, v in r["urls"].items()}})
+
+    run_command(as_json, "reading the stack", stack.status, show)
+
+
+@stack_app.command("down")
+def stack_down(as_json: JsonOpt = False) -> None:
+    """Save the S3 buckets to disk and stop every process of the stack by its PID."""
+    from flows import stack
+
+    run_command(as_json, "stopping the stack", stack.down, lambda r: show_mapping("Stack down", r))
+
+
+@stack_app.command("env")
+def stack_env(as_json: JsonOpt = False) -> None:
+    """Print `export` lines that point the `stack` profile and the Prefect CLI at the running stack."""
+    from flows import stack
+
+    if as_json:
+        sys.stdout.write(json.dumps({"ok": True, "result": stack.status()["env"]}) + "\n")
+        return
+    for key, value in stack.status()["env"].items():
+        sys.stdout.write(f"export {key}={value}\n")
