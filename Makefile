@@ -11,7 +11,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup demo test lint format bench-ingest bench-train clean
+.PHONY: setup demo test lint format bench-ingest bench-train bench-drift clean
 
 setup: $(VENV)/.synced
 
@@ -43,6 +43,13 @@ bench-ingest: setup
 
 bench-train: setup
 	$(VENV)/bin/python bench/train.py
+
+# Evidently (the peer) needs pandas 3.0.6: it lives in its own throw-away environment, never in .venv
+EVIDENTLY_ENV ?= $(TOOLS)/evidently-env
+bench-drift: setup
+	test -x $(EVIDENTLY_ENV)/bin/python || ($(PYTHON) -m venv $(EVIDENTLY_ENV) && \
+	  $(EVIDENTLY_ENV)/bin/pip install --quiet evidently==0.7.23 pandas==3.0.6 pyarrow)
+	EVIDENTLY_PYTHON=$(EVIDENTLY_ENV)/bin/python $(VENV)/bin/python bench/drift.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var

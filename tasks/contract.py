@@ -69,9 +69,14 @@ def numeric_sketch(values: pd.Series | np.ndarray, bins: int) -> NumericSketch:
     null_rate = float(1.0 - present.size / data.size) if data.size else 0.0
     if present.size == 0:
         return NumericSketch((), (), null_rate, None, None, 0)
-    edges = np.unique(np.quantile(present, np.linspace(0.0, 1.0, bins + 1)))
+    quantiles = np.quantile(present, np.linspace(0.0, 1.0, bins + 1))
+    edges = np.unique(quantiles)
     if edges.size == 1:  # a constant column: one bin holding everything
         edges = np.repeat(edges, 2)
+    elif quantiles[1] == quantiles[0]:
+        # a point mass at the minimum (e.g. mostly zeros) keeps a bin of its own; merged into the next bin,
+        # a column that is 90 % zeros would have a single bin and could never show drift
+        edges = np.concatenate([edges[:1], edges])
     counts = np.bincount(bin_index(edges, present), minlength=edges.size - 1)
     return NumericSketch(
         edges=tuple(float(e) for e in edges),

@@ -152,6 +152,76 @@ class GateSpec(Strict):
     seed: int = 0
 
 
+class ScoringSpec(Strict):
+    """Batch scoring: chunk size (bounds memory) and where the partitions of a batch run.
+
+    A partition is a range of Parquet row groups of about ``chunk_rows`` rows, read, checked, scored and written
+    by one task; peak memory is about ``chunk_rows`` rows times the partitions running at once. ``runner``
+    "default" runs ``threads`` partitions at once in the flow's process; "dask" runs them on the Dask cluster
+    at ``dask_address``, or on a local cluster of ``dask_workers`` single-threaded processes when it is unset.
+    """
+
+    chunk_rows: int = Field(default=250_000, ge=1_000)
+    runner: Literal["default", "dask"] = "default"
+    threads: int = Field(default=2, ge=1, le=64)
+    dask_address: str | None = None
+    dask_workers: int = Field(default=2, ge=1, le=256)
+
+
+class DebounceSpec(Strict):
+    """When window decisions become a retraining request.
+
+    Retrain when ``k`` of the last ``n`` windows drifted, the latest among them, and the latest is more than
+    ``cooldown_windows`` windows after the one that requested the last retrain.
+    """
+
+    k: int = Field(default=2, ge=1)
+    n: int = Field(default=3, ge=1)
+    cooldown_windows: int = Field(default=2, ge=0)
+
+    @model_validator(mode="after")
+    def _check_k(self) -> DebounceSpec:
+        if self.k > self.n:
+            raise ValueError(f"debounce.k ({self.k}) is larger than debounce.n ({self.n})")
+        return self
+
+
+class DriftSpec(Strict):
+    """Drift check: calibrated per-feature thresholds, importance weighting, window decision and debounce.
+
+    A feature drifts when its effect size (``numeric_statistic`` / ``categorical_statistic``) exceeds its
+    threshold: the ``1 - false_alarm_rate`` quantile of the statistic over ``resamples`` simulated no-drift
+    windows of the window's size, but never less than ``min_effect`` of that statistic (at large windows
+    sampling noise is tiny and the floor is what makes a shift worth acting on). ``thresholds`` overrides the
+    threshold of a feature (or of ``prediction``) outright. A window drifts when the training importance share
+    of its drifted features reaches ``drift_share``, or when the model's scores drifted and
+    ``prediction_triggers`` is on. Below ``min_rows`` rows a window has no decision ("insufficient data").
+    """
+
+    numeric_statistic: Literal["psi", "jensen_shannon"] = "psi"
+    categorical_statistic: Literal["l_infinity", "psi", "jensen_shannon"] = "l_infinity"
+    false_alarm_rate: float = Field(default=0.01, gt=0.0, lt=0.5)
+    resamples: int = Field(default=1000, ge=100, le=100_000)
+    seed: int = 0
+    min_rows: int = Field(default=500, ge=1)
+    min_effect: dict[Literal["psi", "jensen_shannon", "l_infinity"], float] = {
+        "psi": 0.1,
+        "jensen_shannon": 0.1,
+        "l_infinity": 0.05,
+    }
+    thresholds: dict[str, float] = {}
+    drift_share: float = Field(default=0.3, gt=0.0, le=1.0)
+    prediction_triggers: bool = True
+    debounce: DebounceSpec = DebounceSpec()
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> DriftSpec:
+        negative = [k for k, v in {**self.min_effect, **self.thresholds}.items() if v < 0]
+        if negative:
+            raise ValueError(f"drift thresholds must not be negative: {', '.join(negative)}")
+        return self
+
+
 class UseCase(Strict):
     """A whole use case: data source, schema, keys, target, features, PII policy, thresholds."""
 
@@ -174,6 +244,8 @@ class UseCase(Strict):
     kpi: KpiSpec
     contract: ContractSpec = ContractSpec()
     gate: GateSpec
+    scoring: ScoringSpec = ScoringSpec()
+    drift: DriftSpec = DriftSpec()
 
     @model_validator(mode="after")
     def _check_references(self) -> UseCase:

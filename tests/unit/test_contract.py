@@ -94,7 +94,9 @@ def test_reference_sketch_counts_and_domains(curated, usecase):
     for name, numeric in sketch.numeric.items():
         assert sum(numeric.counts) == numeric.n == curated[name].notna().sum()
         assert len(numeric.counts) == len(numeric.edges) - 1 <= usecase.contract.reference_bins
-        assert list(numeric.edges) == sorted(set(numeric.edges)) or len(set(numeric.edges)) == 1
+        edges = list(numeric.edges)
+        # sorted; only the lowest edge may repeat (a point mass at the minimum keeps its own bin)
+        assert edges == sorted(edges) and len(set(edges[1:])) == len(edges) - 1
     for name, categorical in sketch.categorical.items():
         assert sum(categorical.frequencies.values()) == categorical.n
         assert set(categorical.frequencies) == set(curated[name].dropna())
@@ -163,3 +165,12 @@ def test_contract_and_sketch_survive_a_json_round_trip(curated, usecase):
 def test_loading_a_bad_document_names_the_problem(load, data, message):
     with pytest.raises(MlopsError, match=message):
         load(data)
+
+
+def test_point_mass_at_the_minimum_keeps_its_own_bin():
+    values = np.r_[np.zeros(93), np.linspace(0.01, 1.0, 7)]
+    sketch = contract.numeric_sketch(values, bins=10)
+    assert sketch.edges[:2] == (0.0, 0.0)
+    assert sketch.counts == (93, 7)
+    shifted = np.r_[np.zeros(50), np.linspace(0.01, 1.0, 50)]
+    assert np.bincount(contract.bin_index(sketch.edges, shifted)).tolist() == [50, 50]
