@@ -202,6 +202,17 @@ def demo(
                 "why": (r["decision"]["reasons"] or [""])[0],
             },
         )
+        sc = r["scoring"]
+        show_mapping(
+            f"Scored {sc['batch_id']} with the champion",
+            {
+                "rows in": f"{sc['rows_in']:,}",
+                "scored": f"{sc['rows_scored']:,}",
+                "quarantined": f"{sc['rows_quarantined']:,}",
+                "outliers flagged": f"{sc['rows_outlier']:,}",
+                "scores": sc["scores_uri"],
+            },
+        )
         err.print(f"total {r['total_seconds']:.1f} s in phases")
 
     run_command(as_json, "demo", lambda: run_demo(profile=profile, on_phase=on_phase), show)
@@ -405,3 +416,44 @@ def stack_env(as_json: JsonOpt = False) -> None:
         return
     for key, value in stack.status()["env"].items():
         sys.stdout.write(f"export {key}={value}\n")
+
+
+@app.command()
+def score(
+    input_uri: Annotated[str, typer.Option("--input", help="Curated snapshot, month folder, parquet file or folder.")],
+    output: Annotated[
+        str | None, typer.Option("--output", help="Output root (default: <lake>/<usecase>/scores).")
+    ] = None,
+    model_alias: Annotated[str, typer.Option("--model-alias", help="Registry alias to score with.")] = "champion",
+    profile: ProfileOpt = None,
+    usecase: UsecaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a batch with the model behind an alias; lineage on every row, bad rows quarantined."""
+    from flows.score import score as score_flow
+
+    def show(r: dict) -> None:
+        rows = {
+            "model": f"{r['model']['name']} v{r['model']['version']} (@{r['model']['alias']})",
+            "batch": r["batch_id"],
+            "rows in": f"{r['rows_in']:,}",
+            "scored": f"{r['rows_scored']:,}",
+            "quarantined": f"{r['rows_quarantined']:,}",
+            "outliers flagged": f"{r['rows_outlier']:,}",
+            "throughput": f"{r['rows_per_second']:,.0f} rows/s",
+            "scores": r["scores_uri"],
+        }
+        show_mapping("Scored", rows)
+
+    run_command(
+        as_json,
+        f"scoring {input_uri}",
+        lambda: score_flow(
+            input_uri=absolute_uri(input_uri),
+            output_uri=absolute_uri(output),
+            model_alias=model_alias,
+            profile=profile,
+            usecase=usecase,
+        ),
+        show,
+    )

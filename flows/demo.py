@@ -9,9 +9,11 @@ from typing import Any
 from flows.ingest import ingest
 from flows.land import land
 from flows.register import register
+from flows.score import score
 from flows.train import train
 
 DEMO_MONTHS = ("2013-01", "2013-02", "2013-03")
+SCORE_MONTH = "2013-04"
 
 
 def run_demo(
@@ -47,7 +49,22 @@ def run_demo(
         )
     trained = phase("train", lambda: train(snapshots=[s["snapshot_uri"] for s in snapshots], profile=profile))
     decision = phase("register + gate", lambda: register(run_id=trained["run_id"], reason="demo", profile=profile))
+    later = phase(f"land {SCORE_MONTH}", lambda: land(period=SCORE_MONTH, profile=profile))
+    batch = phase(f"ingest {SCORE_MONTH}", lambda: ingest(input_uri=later["batch_uri"], profile=profile))
+    scored = phase(f"score {SCORE_MONTH}", lambda: score(input_uri=batch["snapshot_uri"], profile=profile))
     return {
+        "scoring": {
+            k: scored[k]
+            for k in (
+                "batch_id",
+                "rows_in",
+                "rows_scored",
+                "rows_quarantined",
+                "rows_outlier",
+                "scores_uri",
+                "rows_per_second",
+            )
+        },
         "phases": phases,
         "snapshots": snapshots,
         "training": {k: trained[k] for k in ("run_id", "run_url", "rows", "metrics", "top_features")},

@@ -15,7 +15,7 @@ import pandas as pd
 
 from tasks.errors import MlopsError
 from tasks.expectations import ExpectationSpec
-from tasks.usecase import UseCase
+from tasks.usecase import ColumnSpec, UseCase
 
 # training quantiles that bound the accepted range: the extreme 0.1 % on each side are not trusted as limits
 _LOW_Q, _HIGH_Q = 0.001, 0.999
@@ -134,6 +134,18 @@ def _accepted_range(values: pd.Series, tolerance: float) -> tuple[float, float] 
     return float(low - tolerance * width), float(high + tolerance * width)
 
 
+def _within_domain(learned: tuple[float, float], spec: ColumnSpec | None) -> tuple[float, float]:
+    """The row-level range of the contract: the declared domain of the column where the use case has one.
+
+    Values outside the widened training range but inside the declared domain are real data the model has
+    not seen (a warmer month): they are scored and flagged as outliers, and the drift check needs them.
+    Quarantining them would hide drift. Only values the use case declares impossible are refused.
+    """
+    low = spec.min if spec is not None and spec.min is not None else learned[0]
+    high = spec.max if spec is not None and spec.max is not None else learned[1]
+    return min(low, learned[0]), max(high, learned[1])
+
+
 def derive_contract(frame: pd.DataFrame, usecase: UseCase) -> tuple[tuple[ExpectationSpec, ...], ReferenceSketch]:
     """Learn the scoring contract and the reference sketch from training rows.
 
@@ -151,10 +163,12 @@ def derive_contract(frame: pd.DataFrame, usecase: UseCase) -> tuple[tuple[Expect
     for column in (*features.numeric, *features.categorical):
         limit = min(1.0, float(frame[column].isna().mean()) + slack)
         specs.append(ExpectationSpec("null_fraction_at_most", column=column, max_fraction=limit))
+    declared = usecase.all_columns()
     for column in features.numeric:
         bounds = _accepted_range(frame[column], usecase.contract.quantile_tolerance)
         if bounds is not None:
-            specs.append(ExpectationSpec("between", column=column, min_value=bounds[0], max_value=bounds[1]))
+            low, high = _within_domain(bounds, declared.get(column))
+            specs.append(ExpectationSpec("between", column=column, min_value=low, max_value=high))
     specs.append(ExpectationSpec("not_null", column=usecase.time_column))
     bins = usecase.contract.reference_bins
     sketch = ReferenceSketch(
