@@ -11,7 +11,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup demo test lint format bench-ingest bench-train bench-drift clean
+.PHONY: setup demo test lint format bench-ingest bench-train bench-score bench-drift clean
 
 setup: $(VENV)/.synced
 
@@ -43,6 +43,9 @@ bench-ingest: setup
 
 bench-train: setup
 	$(VENV)/bin/python bench/train.py
+
+bench-score: setup
+	$(VENV)/bin/python bench/score.py
 
 # Evidently (the peer) needs pandas 3.0.6: it lives in its own throw-away environment, never in .venv
 EVIDENTLY_ENV ?= $(TOOLS)/evidently-env

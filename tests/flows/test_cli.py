@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from flows.commands import app
 
 runner = CliRunner()
-COMMANDS = ["land", "ingest", "demo"]
+COMMANDS = ["land", "ingest", "train", "register", "retrain", "history", "rollback", "score", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
