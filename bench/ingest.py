@@ -6,23 +6,16 @@ Run: make bench-ingest   (uses a throw-away MLOPS_HOME; landing is timed apart, 
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
-from pathlib import Path
+
+from _home import fresh_home
 
 MONTHS = [f"2013-{m:02d}" for m in range(1, 13)]
 
 
 def main() -> None:
-    home = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    os.environ["MLOPS_HOME"] = str(home)
-    from flows.cli import process_defaults
-
-    for key, value in process_defaults(home).items():
-        os.environ.setdefault(key, value)
-    Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    home = fresh_home("bench-ingest-")
 
     from flows.ingest import ingest
     from flows.land import land

@@ -6,22 +6,15 @@ Run: make bench-train   (a throw-away MLOPS_HOME; landing and ingestion are set-
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
-from pathlib import Path
+
+from _home import fresh_home
 
 WINDOWS = {"Jan–Mar": "2013-01..2013-03", "full year": "2013-01..2013-12"}
 
 
 def main() -> None:
-    home = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    os.environ["MLOPS_HOME"] = str(home)
-    from flows.cli import process_defaults
-
-    for key, value in process_defaults(home).items():
-        os.environ.setdefault(key, value)
-    Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    fresh_home("bench-train-")
 
     from flows.ingest import ingest
     from flows.land import land

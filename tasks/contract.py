@@ -15,6 +15,7 @@ import pandas as pd
 
 from tasks.errors import MlopsError
 from tasks.expectations import ExpectationSpec
+from tasks.serialization import json_safe
 from tasks.usecase import ColumnSpec, UseCase
 
 # training quantiles that bound the accepted range: the extreme 0.1 % on each side are not trusted as limits
@@ -182,7 +183,7 @@ def derive_contract(frame: pd.DataFrame, usecase: UseCase) -> tuple[tuple[Expect
 
 def contract_to_dict(specs: tuple[ExpectationSpec, ...]) -> dict:
     """JSON-safe form of a contract (tuples become lists)."""
-    return {"format": CONTRACT_FORMAT, "expectations": [_json_safe(asdict(s)) for s in specs]}
+    return {"format": CONTRACT_FORMAT, "expectations": [json_safe(asdict(s)) for s in specs]}
 
 
 def contract_from_dict(data: dict) -> tuple[ExpectationSpec, ...]:
@@ -204,7 +205,7 @@ def contract_from_dict(data: dict) -> tuple[ExpectationSpec, ...]:
 
 def sketch_to_dict(sketch: ReferenceSketch) -> dict:
     """JSON-safe form of a reference sketch."""
-    return _json_safe(asdict(sketch))
+    return json_safe(asdict(sketch))
 
 
 def sketch_from_dict(data: dict) -> ReferenceSketch:
@@ -227,14 +228,3 @@ def sketch_from_dict(data: dict) -> ReferenceSketch:
 
 def _numeric_from_dict(data: dict) -> NumericSketch:
     return NumericSketch(**{**data, "edges": tuple(data["edges"]), "counts": tuple(data["counts"])})
-
-
-def _json_safe(value: object) -> object:
-    """Tuples as lists, numpy scalars as Python numbers, recursively."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -15,12 +15,9 @@ on. The two-sample chi-square p-value is reported, never used to decide. A windo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
-
-import numpy as np
 
 from tasks.contract import ReferenceSketch
 from tasks.drift_stats import (
@@ -40,6 +37,7 @@ from tasks.drift_stats import (
 )
 from tasks.errors import MlopsError
 from tasks.explain import normalized_weights
+from tasks.serialization import json_safe
 from tasks.usecase import DriftSpec
 
 __all__ = [
@@ -91,7 +89,7 @@ class FeatureDrift:
 
     def to_dict(self) -> dict:
         """JSON-safe form: NaN and infinities as None, tuples as lists."""
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -107,7 +105,7 @@ class WindowDrift:
     reason: str
 
     def to_dict(self) -> dict:
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -277,15 +275,3 @@ def should_retrain(
     drifted = sum(1 for h in history[start:][-n:] if h)
     verdict = "retrain" if drifted >= k else "wait"
     return RetrainDecision(drifted >= k, f"{verdict}: {drifted} of the last {n} windows drifted (need {k})")
-
-
-def _json_safe(value: object) -> object:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
