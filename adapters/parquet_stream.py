@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from adapters.storage import S3Storage, _local_path, _split_s3, is_s3
+from adapters.storage import S3Storage, is_s3, local_path, split_s3
 from tasks.errors import InputDataError, StorageError, TransientStorageError
 from tasks.scoring import ColumnProfile, InputProfile
 
@@ -103,9 +103,9 @@ def _filesystem(uri: str, s3_endpoint_url: str | None) -> tuple[Any, str]:
     from pyarrow import fs
 
     if is_s3(uri):
-        bucket, key = _split_s3(uri)
+        bucket, key = split_s3(uri)
         return S3Storage(endpoint_url=s3_endpoint_url).pyarrow_filesystem(), f"{bucket}/{key}"
-    return fs.LocalFileSystem(), str(_local_path(uri))
+    return fs.LocalFileSystem(), str(local_path(uri))
 
 
 def _read(uri: str, action: Any) -> Any:
@@ -121,7 +121,7 @@ def _read(uri: str, action: Any) -> Any:
     except OSError as exc:
         text = str(exc)
         if "NoSuchBucket" in text or "bucket does not exist" in text.lower():
-            raise StorageError(f"S3 bucket '{_split_s3(uri)[0]}' does not exist") from None
+            raise StorageError(f"S3 bucket '{split_s3(uri)[0]}' does not exist") from None
         if "ACCESS_DENIED" in text or "AccessDenied" in text:
             raise StorageError(f"access denied: cannot read {uri}") from exc
         if any(marker in text for marker in _TRANSIENT):

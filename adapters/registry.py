@@ -193,21 +193,11 @@ class MlflowRegistry:
         trusted = _vetted_types(_untrusted_types_of(model))  # refuse before anything is written
         files = {_checked_artifact_path(path): data for path, data in artifacts.items()}
         signature = _infer_signature(model, input_example)
-        with self._scope(f"log run {run_name!r} in experiment {experiment!r}"):
-            from mlflow.entities import RunStatus
-
-            client = self._mlflow()
-            experiment_id = self._experiment_id(client, experiment)
-            run_id = client.create_run(experiment_id, run_name=run_name, tags=dict(tags)).info.run_id
-            try:
-                self._log_values(client, run_id, params=params, metrics=metrics)
-                client.log_inputs(run_id, datasets=[_dataset_input(d, input_example) for d in datasets])
-                self._log_files(client, run_id, files)
-                model_uri = self._log_model(run_id, model, input_example, signature, trusted, pip_requirements)
-            except BaseException:
-                with suppress(Exception):  # the original failure is the one to report
-                    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
-                raise
+        with self._new_run(experiment, run_name, tags) as (client, experiment_id, run_id):
+            self._log_values(client, run_id, params=params, metrics=metrics)
+            client.log_inputs(run_id, datasets=[_dataset_input(d, input_example) for d in datasets])
+            self._log_files(client, run_id, files)
+            model_uri = self._log_model(run_id, model, input_example, signature, trusted, pip_requirements)
         return TrainingRun(run_id, experiment_id, model_uri, self._run_url(experiment_id, run_id))
 
     def log_metrics_run(
@@ -221,6 +211,17 @@ class MlflowRegistry:
     ) -> str:
         """Log a finished run without a model (an evaluation, a monitoring window) and return its id."""
         files = {_checked_artifact_path(path): data for path, data in artifacts.items()}
+        with self._new_run(experiment, run_name, tags) as (client, _, run_id):
+            from mlflow.entities import RunStatus
+
+            self._log_values(client, run_id, params={}, metrics=metrics)
+            self._log_files(client, run_id, files)
+            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+        return run_id
+
+    @contextmanager
+    def _new_run(self, experiment: str, run_name: str, tags: Mapping[str, str]) -> Iterator[tuple[Any, str, str]]:
+        """A new run in ``experiment`` (created if missing), marked FAILED if the block raises."""
         with self._scope(f"log run {run_name!r} in experiment {experiment!r}"):
             from mlflow.entities import RunStatus
 
@@ -228,14 +229,11 @@ class MlflowRegistry:
             experiment_id = self._experiment_id(client, experiment)
             run_id = client.create_run(experiment_id, run_name=run_name, tags=dict(tags)).info.run_id
             try:
-                self._log_values(client, run_id, params={}, metrics=metrics)
-                self._log_files(client, run_id, files)
+                yield client, experiment_id, run_id
             except BaseException:
                 with suppress(Exception):  # the original failure is the one to report
                     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
                 raise
-            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
-        return run_id
 
     def run_summary(self, run_id: str) -> dict[str, Any]:
         """Return a run's name, experiment, status, params, metrics (latest values) and tags."""

@@ -55,11 +55,11 @@ def storage_for(uri: str, *, s3_endpoint_url: str | None = None) -> Storage:
     """Pick the storage serving ``uri`` by its scheme; StorageError if it is not one we serve."""
     if is_s3(uri):
         return S3Storage(endpoint_url=s3_endpoint_url)
-    _local_path(uri)  # validates
+    local_path(uri)  # validates
     return LocalStorage()
 
 
-def _local_path(uri: str) -> Path:
+def local_path(uri: str) -> Path:
     path = Path(unquote(urlparse(uri).path)) if uri.startswith("file://") else Path(uri)
     # A relative path would depend on the worker's current directory, which differs between runs.
     if not path.is_absolute():
@@ -76,7 +76,7 @@ class LocalStorage:
     def read_bytes(self, uri: str) -> bytes:
         """Return a file's content; StorageError "not found: <uri>" if it is missing."""
         try:
-            return _local_path(uri).read_bytes()
+            return local_path(uri).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             raise StorageError(f"not found: {uri}") from None
         except OSError as exc:
@@ -84,7 +84,7 @@ class LocalStorage:
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Write atomically: temp file in the same folder, fsync, then rename over the target."""
-        path = _local_path(uri)
+        path = local_path(uri)
         # Same folder so the rename stays on one filesystem (atomic); named so that list() skips it.
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
@@ -104,23 +104,23 @@ class LocalStorage:
 
     def exists(self, uri: str) -> bool:
         """Tell whether a file (not a folder: S3 has none) exists at ``uri``."""
-        return _local_path(uri).is_file()
+        return local_path(uri).is_file()
 
     def list(self, prefix_uri: str) -> list[str]:
         """Return every file under the folder ``prefix_uri``, recursive and sorted, in the style given."""
         as_uri = prefix_uri.startswith("file://")
-        files = (p for p in _local_path(prefix_uri).rglob("*") if p.is_file() and not _TEMP.fullmatch(p.name))
+        files = (p for p in local_path(prefix_uri).rglob("*") if p.is_file() and not _TEMP.fullmatch(p.name))
         return sorted(p.as_uri() if as_uri else str(p) for p in files)
 
     def delete(self, uri: str) -> None:
         """Remove a file; a missing file is not an error (as in S3)."""
         try:
-            _local_path(uri).unlink(missing_ok=True)
+            local_path(uri).unlink(missing_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot delete {uri}: {exc.strerror or exc}") from exc
 
 
-def _split_s3(uri: str) -> tuple[str, str]:
+def split_s3(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not bucket:
         raise StorageError(f"no bucket in S3 URI: {uri!r}")
@@ -172,7 +172,7 @@ class S3Storage:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "NoSuchBucket":
-                raise StorageError(f"S3 bucket '{_split_s3(uri)[0]}' does not exist") from None
+                raise StorageError(f"S3 bucket '{split_s3(uri)[0]}' does not exist") from None
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise StorageError(f"not found: {uri}") from None
             if code in ("AccessDenied", "403", "Forbidden"):
@@ -187,13 +187,13 @@ class S3Storage:
 
     def read_bytes(self, uri: str) -> bytes:
         """Return an object's content."""
-        bucket, key = _split_s3(uri)
+        bucket, key = split_s3(uri)
         with self._errors(uri, "read"):
             return self._s3().get_object(Bucket=bucket, Key=key)["Body"].read()
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Create or replace an object."""
-        bucket, key = _split_s3(uri)
+        bucket, key = split_s3(uri)
         # A single PUT is atomic in S3: readers get the old object or the new one, never a mix,
         # so unlike LocalStorage no temp object is needed.
         with self._errors(uri, "write"):
@@ -201,7 +201,7 @@ class S3Storage:
 
     def exists(self, uri: str) -> bool:
         """Tell whether the object exists; a missing bucket raises rather than answering False."""
-        bucket, key = _split_s3(uri)
+        bucket, key = split_s3(uri)
         # A listing from the key (the smallest name with that prefix, so it comes first if present)
         # tells a missing bucket (NoSuchBucket) from a missing key, which a HEAD's bare 404 does not.
         with self._errors(uri, "check"):
@@ -210,7 +210,7 @@ class S3Storage:
 
     def list(self, prefix_uri: str) -> list[str]:
         """Return every object under the "folder" ``prefix_uri`` (all pages), sorted."""
-        bucket, key = _split_s3(prefix_uri)
+        bucket, key = split_s3(prefix_uri)
         prefix = key.strip("/") + "/" if key.strip("/") else ""  # "a/b/": listing a/b must skip a/b2
         with self._errors(prefix_uri, "list"):
             pages = self._s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
@@ -219,7 +219,7 @@ class S3Storage:
 
     def delete(self, uri: str) -> None:
         """Remove an object; a missing key is not an error (S3 semantics)."""
-        bucket, key = _split_s3(uri)
+        bucket, key = split_s3(uri)
         with self._errors(uri, "delete"):
             self._s3().delete_object(Bucket=bucket, Key=key)
 

@@ -12,13 +12,12 @@ from adapters.raw_files import decode_table
 from adapters.storage import join_uri, read_json, write_json, write_parquet
 from flows.context import Context, build_context
 from flows.ingest_report import publish_summary, summarize_failures
+from flows.land import BATCH_MANIFEST
 from flows.steps import compute_step, io_step
 from tasks import batch as batch_logic
 from tasks.errors import InputDataError, StorageError
 from tasks.expectations import ValidationReport, build_ingest_suite
 from tasks.landing import parse_period
-
-BATCH_MANIFEST = "_batch.json"
 
 
 @io_step("read-raw-batch")
@@ -27,13 +26,13 @@ def read_raw_batch(ctx: Context, input_uri: str, period: str | None) -> tuple[di
     storage = ctx.storage(input_uri)
     manifest_uri = join_uri(input_uri, BATCH_MANIFEST)
     source = ctx.usecase.source
+    names = [source.primary, *(lk.name for lk in source.lookups)]
     if storage.exists(manifest_uri):
         meta = read_json(storage, manifest_uri)
     else:
         if period is None:
             raise InputDataError(f"{input_uri}: no {BATCH_MANIFEST} in the batch folder; pass the period (YYYY-MM)")
         fmt = source.raw_format
-        names = [source.primary, *(lk.name for lk in source.lookups)]
         meta = {
             "batch_id": None,
             "period": period,
@@ -42,7 +41,7 @@ def read_raw_batch(ctx: Context, input_uri: str, period: str | None) -> tuple[di
         }
     meta["period"] = period or meta["period"]
     tables = {}
-    for name in (source.primary, *(lk.name for lk in source.lookups)):
+    for name in names:
         if name not in meta["tables"]:
             raise InputDataError(f"{input_uri}: the batch has no '{name}' table")
         uri = join_uri(input_uri, meta["tables"][name]["file"])
