@@ -198,7 +198,7 @@ class MlflowRegistry:
             client.log_inputs(run_id, datasets=[_dataset_input(d, input_example) for d in datasets])
             self._log_files(client, run_id, files)
             model_uri = self._log_model(run_id, model, input_example, signature, trusted, pip_requirements)
-        return TrainingRun(run_id, experiment_id, model_uri, self._run_url(experiment_id, run_id))
+        return TrainingRun(run_id, experiment_id, model_uri, self.run_url(experiment_id, run_id))
 
     def log_metrics_run(
         self,
@@ -262,7 +262,7 @@ class MlflowRegistry:
             raise RegistryError(f"run {run_id} logged no model: is it a training run?")
         experiment_id = run.info.experiment_id
         return TrainingRun(
-            run_id, experiment_id, f"models:/{outputs[-1].model_id}", self._run_url(experiment_id, run_id)
+            run_id, experiment_id, f"models:/{outputs[-1].model_id}", self.run_url(experiment_id, run_id)
         )
 
     def read_run_artifact(self, run_id: str, path: str) -> bytes:
@@ -310,6 +310,28 @@ class MlflowRegistry:
                     name, source=source, run_id=run.run_id, tags=dict(tags), model_id=model_id
                 ).version
             return _version_ref(client.get_model_version(name, str(version)))
+
+    def find_training_runs(self, experiment: str, tags: Mapping[str, str]) -> list[str]:
+        """Ids of the finished runs of ``experiment`` carrying every tag in ``tags``, newest first."""
+        with self._scope(f"search runs of experiment {experiment!r}"):
+            client = self._mlflow()
+            found = client.get_experiment_by_name(experiment)
+            if found is None:
+                return []
+            clauses = [f"tags.`{k}` = '{_quoted(v)}'" for k, v in tags.items()]
+            runs = client.search_runs(
+                [found.experiment_id],
+                filter_string=" and ".join([*clauses, "attributes.status = 'FINISHED'"]),
+                order_by=["attributes.start_time DESC"],
+                max_results=50,
+            )
+        return [r.info.run_id for r in runs]
+
+    def version_of_run(self, name: str, run_id: str) -> VersionRef | None:
+        """The (first) version of ``name`` registered from ``run_id``, if any."""
+        with self._scope(f"find the version of {name!r} from run {run_id}"):
+            versions = [v for v in self._mlflow().search_model_versions(f"run_id='{run_id}'") if v.name == name]
+        return _version_ref(min(versions, key=lambda v: int(v.version))) if versions else None
 
     def get_version(self, name: str, version: str) -> VersionRef:
         """Return one version of a registered model; RegistryError if the model or version does not exist."""
@@ -495,7 +517,8 @@ class MlflowRegistry:
             )
         return info.model_uri
 
-    def _run_url(self, experiment_id: str, run_id: str) -> str | None:
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+        """The run's page in the MLflow UI (None for a tracking store that has no UI: a local SQLite file)."""
         if not self.tracking_uri.startswith(("http://", "https://")):
             return None
         return f"{_redact(self.tracking_uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
@@ -591,6 +614,11 @@ def _dataset_input(ref: DatasetRef, example: pd.DataFrame) -> Any:
         InputTag("rows", str(ref.rows)),
     ]
     return DatasetInput(dataset, tags)
+
+
+def _quoted(value: str) -> str:
+    """A value inside a single-quoted MLflow filter string."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _version_ref(mv: Any) -> VersionRef:

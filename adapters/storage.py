@@ -242,12 +242,12 @@ class S3Storage:
         return fs.S3FileSystem(**kwargs)
 
 
-def read_parquet(storage: Storage, uri: str) -> pd.DataFrame:
-    """Read a Parquet object into a DataFrame (the whole object passes through memory)."""
+def read_parquet(storage: Storage, uri: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a Parquet object (only ``columns``, if given) into a DataFrame; the object passes through memory."""
     import pandas as pd
 
     try:
-        return pd.read_parquet(io.BytesIO(storage.read_bytes(uri)), engine="pyarrow")
+        return pd.read_parquet(io.BytesIO(storage.read_bytes(uri)), engine="pyarrow", columns=columns)
     except ValueError as exc:  # pyarrow.ArrowInvalid is a ValueError
         raise StorageError(f"cannot read {uri} as Parquet: {exc}") from exc
 

@@ -40,6 +40,7 @@ from adapters.model_cache import load_cached
 from adapters.parquet_stream import describe_parquet, read_chunks
 from adapters.storage import join_uri, read_json, write_json, write_parquet
 from flows.context import Context, build_context
+from flows.snapshots import curated_periods, latest_snapshot_uri
 from flows.steps import io_step
 from tasks import contract, scoring
 from tasks.errors import MlopsError, RegistryError, RegistryUnavailable, StorageError
@@ -113,8 +114,8 @@ def resolve_model(ctx: Context, alias: str) -> ScoringModel:
             "(the gate promotes a good model to @champion)"
         )
     ref = ModelRef(name, alias, version.version, version.run_id)
-    specs = contract.contract_from_dict(_run_json(ctx, ref, CONTRACT_ARTIFACT))
-    sketch = _run_json(ctx, ref, SKETCH_ARTIFACT)
+    specs = contract.contract_from_dict(run_json(ctx, ref, CONTRACT_ARTIFACT))
+    sketch = run_json(ctx, ref, SKETCH_ARTIFACT)
     try:
         reference = scoring.outlier_reference(contract.sketch_from_dict(sketch))
     except MlopsError as exc:
@@ -122,7 +123,8 @@ def resolve_model(ctx: Context, alias: str) -> ScoringModel:
     return ScoringModel(ref, specs, reference)
 
 
-def _run_json(ctx: Context, ref: ModelRef, path: str) -> dict:
+def run_json(ctx: Context, ref: ModelRef, path: str) -> dict:
+    """A JSON object logged with the run of a model version (its contract, sketch, importances)."""
     try:
         data = json.loads(ctx.registry().read_run_artifact(ref.run_id, path).decode("utf-8"))
     except RegistryUnavailable:
@@ -177,6 +179,15 @@ def describe_input(ctx: Context, input_uri: str) -> InputBatch:
 def _hidden(uri: str, base: str) -> bool:
     """Files under a ``_`` or ``.`` folder or name (markers, quarantines, writes in progress) are not input."""
     return any(part.startswith(("_", ".")) for part in uri[len(base) :].split("/") if part)
+
+
+@io_step("find-latest-curated")
+def latest_curated(ctx: Context) -> str:
+    """The latest snapshot of the latest curated month: what a scheduled scoring run scores."""
+    periods = curated_periods(ctx)
+    if not periods:
+        raise MlopsError(f"nothing to score: no curated snapshot under {ctx.lake_root}/curated (run `mlops ingest`)")
+    return latest_snapshot_uri(ctx, periods[-1])
 
 
 @io_step("check-output")
@@ -285,16 +296,17 @@ def commit_output(ctx: Context, job: ScoringJob, written: tuple[str, ...], summa
 
 @flow(name="score", log_prints=False)
 def score(
-    input_uri: str,
+    input_uri: str | None = None,
     output_uri: str | None = None,
     model_alias: str = "champion",
     profile: str | None = None,
     usecase: str | None = None,
 ) -> dict:
-    """Score a batch with the model behind an alias; quarantine rows that break its contract."""
+    """Score a batch (default: the latest curated month) with the model behind an alias; quarantine bad rows."""
     started = time.perf_counter()
     scored_at = datetime.now(UTC)
     ctx = build_context(profile, usecase)
+    input_uri = input_uri or latest_curated(ctx)
     uc = ctx.usecase
     model = resolve_model(ctx, model_alias)
     batch = describe_input(ctx, input_uri)

@@ -37,6 +37,18 @@ def latest_snapshot_uri(ctx: Context, period: str) -> str:
     return join_uri(period_uri, f"v={read_json(storage, pointer)['version']}")
 
 
+def curated_periods(ctx: Context) -> list[str]:
+    """Every period with a curated snapshot (a ``latest.json`` pointer), in order."""
+    root = join_uri(ctx.lake_root, "curated")
+    storage = ctx.storage(root)
+    try:
+        uris = storage.list(root)
+    except MlopsError:
+        return []
+    marker = "/period="
+    return sorted({u.split(marker, 1)[1].split("/", 1)[0] for u in uris if u.endswith("/latest.json") and marker in u})
+
+
 @io_step("resolve-snapshots")
 def resolve_snapshots(ctx: Context, snapshots: list[str] | None, months: str | None) -> list[str]:
     """Snapshot URIs given directly, or the latest snapshot of each month of a range."""

@@ -18,6 +18,7 @@ from tasks.metrics import calibration_bins
 
 _DPI = 100
 _SIZE = (5.0, 4.0)
+_MAX_CELLS = 30  # a drift plot of an input with more cells shows the cells that changed most
 
 
 def _new_axes(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = _SIZE) -> tuple[Figure, Axes]:
@@ -78,4 +79,22 @@ def importance_png(importances: dict[str, float]) -> bytes:
     size = (_SIZE[0] + 1.5, max(_SIZE[1], 0.3 * len(ordered) + 1.0))
     figure, axes = _new_axes("Feature importance", "importance", "", size)
     axes.barh([name for name, _ in ordered], [value for _, value in ordered])
+    return _png(figure)
+
+
+def cell_plot_png(labels: tuple[str, ...], reference: tuple[int, ...], current: tuple[int, ...], title: str) -> bytes:
+    """Bars of the reference and current share per cell (the cells with the largest change when there are many)."""
+    ref = np.asarray(reference, dtype=float)
+    cur = np.asarray(current, dtype=float)
+    ref_share = ref / ref.sum() if ref.sum() else ref
+    cur_share = cur / cur.sum() if cur.sum() else cur
+    keep = np.arange(len(labels))
+    if len(labels) > _MAX_CELLS:
+        keep = np.sort(np.argsort(-np.abs(cur_share - ref_share), kind="stable")[:_MAX_CELLS])
+    figure, axes = _new_axes(title, "", "share of rows", size=(7.0, 3.6))
+    x = np.arange(len(keep))
+    axes.bar(x - 0.2, ref_share[keep], width=0.4, label="reference (training)", color="#4c72b0")
+    axes.bar(x + 0.2, cur_share[keep], width=0.4, label="window", color="#dd8452")
+    axes.set_xticks(x, [labels[i] for i in keep], rotation=60, ha="right", fontsize=7)
+    axes.legend(fontsize=8)
     return _png(figure)

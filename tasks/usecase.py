@@ -222,6 +222,20 @@ class DriftSpec(Strict):
         return self
 
 
+class PerformanceSpec(Strict):
+    """Performance check on windows whose labels have arrived.
+
+    A window is degraded when its realized ``metric`` is below ``floor``, or more than ``max_drop`` under the
+    same metric on the holdout of the model that scored it. Windows with fewer than ``min_labelled_rows``
+    labelled rows (or a single class) get no verdict.
+    """
+
+    metric: Literal["roc_auc", "average_precision", "kpi"] = "roc_auc"
+    floor: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_drop: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_labelled_rows: int = Field(default=500, ge=1)
+
+
 class UseCase(Strict):
     """A whole use case: data source, schema, keys, target, features, PII policy, thresholds."""
 
@@ -246,6 +260,7 @@ class UseCase(Strict):
     gate: GateSpec
     scoring: ScoringSpec = ScoringSpec()
     drift: DriftSpec = DriftSpec()
+    performance: PerformanceSpec = PerformanceSpec()
 
     @model_validator(mode="after")
     def _check_references(self) -> UseCase:

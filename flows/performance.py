@@ -1,0 +1,153 @@
+"""Performance check: the scores of a window joined with the labels that arrived after the fact.
+
+Labels come, by default, from the latest curated snapshot of the window's period (the target is derived at
+ingestion; rows whose outcome is not known have a null label and are counted, not evaluated); ``labels_uri``
+names another Parquet file with the id and target columns. Realized metrics are logged to an MLflow monitoring
+run; when the configured metric is under its floor, or too far under the holdout value of the model that
+scored the window, the check emits ``mlops.performance.degraded``. It never retrains by itself.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from prefect import flow, runtime
+from prefect.artifacts import create_markdown_artifact
+
+from adapters.storage import join_uri, read_parquet
+from flows.context import Context, build_context
+from flows.score import ModelRef
+from flows.snapshots import latest_snapshot_uri
+from flows.steps import compute_step, io_step
+from flows.windows import (
+    emit_event,
+    log_monitoring_run,
+    read_manifest,
+    read_scores,
+    resolve_version,
+    result_uri,
+    scored_windows,
+    scores_root,
+    write_result,
+)
+from tasks import monitoring
+from tasks.errors import InputDataError, MlopsError
+from tasks.scoring import PROBABILITY
+
+CHECK = "performance"
+
+
+@io_step("read-labels")
+def read_labels(ctx: Context, window: str, labels_uri: str | None) -> tuple[pd.DataFrame, str]:
+    uc = ctx.usecase
+    if labels_uri is None:
+        try:
+            labels_uri = join_uri(latest_snapshot_uri(ctx, window), "data.parquet")
+        except MlopsError:
+            raise InputDataError(
+                f"no labels for window '{window}': no curated snapshot of that period; pass --labels URI "
+                f"(Parquet with '{uc.id_column}' and '{uc.target.name}')"
+            ) from None
+    frame = read_parquet(ctx.storage(labels_uri), labels_uri)
+    missing = [c for c in (uc.id_column, uc.target.name) if c not in frame.columns]
+    if missing:
+        raise InputDataError(f"labels {labels_uri} have no column(s) {', '.join(missing)}")
+    return frame[[uc.id_column, uc.target.name]], labels_uri
+
+
+@io_step("read-holdout-metric")
+def holdout_metric(ctx: Context, ref: ModelRef) -> float | None:
+    """The model version's metric on its training holdout, the baseline a window is compared with."""
+    return ctx.registry().run_summary(ref.run_id)["metrics"].get(f"holdout_{ctx.usecase.performance.metric}")
+
+
+@compute_step("evaluate-window")
+def evaluate_window(ctx: Context, scores: pd.DataFrame, labels: pd.DataFrame, holdout: float | None) -> dict:
+    uc = ctx.usecase
+    labelled, counts = monitoring.join_labels(scores, labels, uc.id_column, uc.target.name)
+    realized = monitoring.realized_metrics(labelled, uc.target.name, PROBABILITY, uc.model.decision_threshold, uc.kpi)
+    verdict = monitoring.performance_verdict(realized, counts["rows_labelled"], holdout, uc.performance)
+    return {"counts": counts, "metrics": realized, "verdict": verdict.to_dict()}
+
+
+@flow(name="performance-check", log_prints=False)
+def performance_check(
+    window: str | None = None,
+    model_alias: str = "champion",
+    labels_uri: str | None = None,
+    scores_uri: str | None = None,
+    profile: str | None = None,
+    usecase: str | None = None,
+) -> dict:
+    """Realized metrics of a scored window (default: the latest) once its labels arrived; event when degraded."""
+    ctx = build_context(profile, usecase)
+    ref = resolve_version(ctx, model_alias)
+    target = monitoring.pick_window(scored_windows(ctx, scores_root(ctx, scores_uri)), ref.version, window)
+    manifest = read_manifest(ctx, target)
+    scores = read_scores(ctx, manifest, [ctx.usecase.id_column, PROBABILITY])
+    labels, source = read_labels(ctx, target.window, labels_uri)
+    evaluation = evaluate_window(ctx, scores, labels, holdout_metric(ctx, ref))
+    verdict = evaluation["verdict"]
+    result = {
+        "window": target.window,
+        "batch_id": target.batch_id,
+        "model": {"name": ref.name, "version": ref.version, "run_id": ref.run_id},
+        "labels_uri": source,
+        **evaluation,
+        "degraded": verdict["degraded"],
+        "reason": verdict["reason"],
+        "flow_run_id": str(runtime.flow_run.id or ""),
+    }
+    uris = write_result(ctx, result_uri(ctx, CHECK, ref, target.window), result)
+    values = {f"realized_{k}": v for k, v in evaluation["metrics"].items()}
+    values |= {k: float(v) for k, v in evaluation["counts"].items()}
+    values["degraded"] = None if verdict["degraded"] is None else float(verdict["degraded"])
+    run = log_monitoring_run(
+        ctx, CHECK, ref, target.window, values, {"performance/result.json": json.dumps(result, indent=2).encode()}
+    )
+    summary = {**result, "result_uri": uris["result.json"], "mlflow_run": run}
+    if verdict["degraded"]:
+        payload = {
+            "reason": f"performance degraded in window {target.window}: {verdict['reason']}",
+            "window": target.window,
+            "batch_id": target.batch_id,
+            "model_version": ref.version,
+            "metrics": evaluation["metrics"],
+            "verdict": verdict,
+            "evidence_uri": uris["result.json"],
+            "mlflow_run_id": run["run_id"],
+        }
+        event_id = emit_event(ctx, monitoring.PERFORMANCE_EVENT, ref, target.window, payload)
+        summary["event"] = {"name": monitoring.PERFORMANCE_EVENT, "id": event_id}
+    _publish(ctx, summary)
+    return summary
+
+
+def _publish(ctx: Context, s: dict) -> None:
+    if runtime.flow_run.id is None:
+        return
+    status = {None: "no verdict", True: "**degraded**", False: "ok"}[s["degraded"]]
+    rows = [f"| {k} | {v:.4f} |" for k, v in s["metrics"].items() if k not in ("rows", "positives")]
+    counts = [f"| {k} | {v:,} |" for k, v in s["counts"].items()]
+    lines = [
+        f"# Performance of window `{s['window']}`: {status}",
+        "",
+        f"Model **{s['model']['name']}** version **{s['model']['version']}** · {s['reason']}",
+        "",
+        "| realized metric | value |",
+        "|---|---:|",
+        *rows,
+        "",
+        "| rows | count |",
+        "|---|---:|",
+        *counts,
+        "",
+        f"Labels: `{s['labels_uri']}` · result: `{s['result_uri']}`",
+        f"MLflow monitoring run: {s['mlflow_run']['url'] or s['mlflow_run']['run_id']}",
+    ]
+    if s.get("event"):
+        lines.append(f"Event `{s['event']['name']}` emitted (id `{s['event']['id']}`)")
+    create_markdown_artifact(
+        key=f"performance-{ctx.usecase.name}".replace("_", "-"), markdown="\n".join(lines), description="Performance"
+    )
