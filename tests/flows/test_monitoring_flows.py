@@ -11,23 +11,27 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from adapters.events import emit
 from adapters.registry import MlflowRegistry
 from flows.drift import drift_check
 from flows.ingest import ingest
 from flows.land import land
+from flows.local_prefect import local_prefect
 from flows.performance import performance_check
 from flows.register import register
 from flows.retrain import retrain
 from flows.score import score
+from flows.serve import deployment_specs, runner_deployment
 from flows.train import train
 from tasks.errors import InputDataError
-from tasks.monitoring import DRIFT_EVENT, PERFORMANCE_EVENT
+from tasks.monitoring import DRIFT_EVENT, PERFORMANCE_EVENT, event_id, model_resource
 
 REPO = Path(__file__).resolve().parents[2]
 USECASE = "flight_delay"
@@ -198,3 +202,100 @@ def test_retrain_is_idempotent_per_data_window(mon, monitored):
     assert second["outcome"] == first["decision"]["outcome"]
     registry = MlflowRegistry(f"sqlite:///{mon / 'mlflow' / 'mlflow.db'}", str(mon / "mlflow" / "artifacts"))
     assert registry.find_training_runs(USECASE, {"periods": "2013-02"}) == [first["run_id"]]
+
+
+# ---- the retrain deployment's triggers on a real Prefect server started here (free port, stopped by PID);
+# the retrain deployment is registered from prefect.yaml with its triggers, and nobody executes its runs: the
+# tests count the runs the triggers create. From this fixture on, the module's flows run against that server.
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prefect-server")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        with local_prefect(folder) as prefect:
+            deployment_id = runner_deployment(deployment_specs(names=["retrain"])[0], with_schedules=False).apply()
+            time.sleep(2)  # the server loads new automations every second or so
+            yield {"prefect": prefect, "deployment_id": str(deployment_id)}
+
+
+def retrain_runs(deployment_id: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with get_client(sync_client=True) as client:
+        flt = DeploymentFilter(id=DeploymentFilterId(any_=[uuid.UUID(deployment_id)]))
+        return client.read_flow_runs(deployment_filter=flt)
+
+
+def runs_for(deployment_id: str, window: str, settle: float = 4.0) -> list:
+    """Retrain runs for ``window``: waits for the first, then ``settle`` seconds for any (wrong) extra run."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not _for(retrain_runs(deployment_id), window):
+        time.sleep(0.2)
+    time.sleep(settle)
+    return _for(retrain_runs(deployment_id), window)
+
+
+def _for(runs: list, window: str) -> list:
+    return [r for r in runs if r.parameters.get("window_end") == window]
+
+
+@pytest.mark.slow
+def test_a_burst_of_identical_events_starts_one_retrain_with_the_evidence_as_parameters(server):
+    resource = model_resource(MODEL, USECASE, "7", "2099-01")
+    same_id = event_id(DRIFT_EVENT, MODEL, "7", "2099-01")
+    payload = {"reason": "drift in window 2099-01", "evidence_uri": "s3://lake/report.html"}
+    emit(DRIFT_EVENT, resource, payload, same_id)
+    sent = time.monotonic()
+    while not _for(retrain_runs(server["deployment_id"]), "2099-01") and time.monotonic() - sent < 20:
+        time.sleep(0.05)
+    print(f"retrain run created {time.monotonic() - sent:.2f} s after the event")
+    for _ in range(9):
+        emit(DRIFT_EVENT, resource, payload, same_id)
+    for _ in range(10):  # the same news under fresh ids: the trigger's bucket per model and window absorbs them
+        emit(DRIFT_EVENT, resource, payload, str(uuid.uuid4()))
+    runs = runs_for(server["deployment_id"], "2099-01")
+    assert len(runs) == 1, [r.parameters for r in runs]
+    assert runs[0].parameters == {
+        "trailing_months": 3,
+        "reason": "drift in window 2099-01",
+        "usecase": USECASE,
+        "window_end": "2099-01",
+        "evidence": "s3://lake/report.html",
+    }
+
+
+@pytest.mark.slow
+def test_each_window_and_each_event_kind_gets_its_own_run(server):
+    for window, event in (("2099-02", DRIFT_EVENT), ("2099-03", PERFORMANCE_EVENT)):
+        resource = model_resource(MODEL, USECASE, "7", window)
+        emit(event, resource, {"reason": f"{event} {window}", "evidence_uri": "x"}, str(uuid.uuid4()))
+    assert len(runs_for(server["deployment_id"], "2099-02", settle=0)) == 1
+    assert len(runs_for(server["deployment_id"], "2099-03")) == 1
+
+
+@pytest.mark.slow
+def test_events_on_other_resources_start_nothing(server):
+    before = len(retrain_runs(server["deployment_id"]))
+    emit(DRIFT_EVENT, {"prefect.resource.id": "other.thing.x", "mlops.window": "2099-04"}, {}, str(uuid.uuid4()))
+    emit("mlops.something.else", model_resource(MODEL, USECASE, "7", "2099-04"), {}, str(uuid.uuid4()))
+    time.sleep(5)
+    assert len(retrain_runs(server["deployment_id"])) == before
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_drifted_window_yields_exactly_one_retrain_run_and_a_stable_one_none(server, mon):
+    assert drift_check(window="2013-01")["drifted"] is False
+    june = drift_check(window="2013-06")
+    assert june["drifted"] and not june["retrain_requested"]
+    july = drift_check(window="2013-07")
+    assert july["retrain_requested"]
+    runs = runs_for(server["deployment_id"], "2013-07")
+    assert len(runs) == 1
+    assert runs[0].parameters["evidence"] == july["report_uri"]
+    assert runs[0].parameters["reason"].startswith("drift in window 2013-07")
+    assert runs_for(server["deployment_id"], "2013-01", settle=0) == []
+    assert runs_for(server["deployment_id"], "2013-06", settle=0) == []
