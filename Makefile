@@ -11,6 +11,12 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
+# checkov (the IaC scanner of tests/infra/test_infra_lint.py) conflicts with the locked set: it lives in its own
+# small environment, pinned, built by uv; the test finds it through CHECKOV
+CHECKOV_VERSION := 3.3.30
+CHECKOV_ENV := $(TOOLS)/checkov-env
+export CHECKOV ?= $(CURDIR)/$(CHECKOV_ENV)/bin/checkov
+
 .PHONY: setup demo test lint format bench-ingest bench-train bench-score bench-drift clean
 
 setup: $(VENV)/.synced
@@ -23,10 +29,18 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen
 	touch $@
 
+$(CHECKOV_ENV): $(CHECKOV_ENV)/.checkov-$(CHECKOV_VERSION)
+
+$(CHECKOV_ENV)/.checkov-$(CHECKOV_VERSION): | $(UV)
+	rm -rf $(CHECKOV_ENV)
+	$(UV) venv --quiet --python $(PYTHON) $(CHECKOV_ENV)
+	$(UV) pip install --quiet --python $(CHECKOV_ENV)/bin/python "checkov==$(CHECKOV_VERSION)"
+	touch $@
+
 demo: setup
 	$(VENV)/bin/mlops demo
 
-test: setup lint
+test: setup lint $(CHECKOV_ENV)
 	$(VENV)/bin/pytest -q
 
 lint: setup
@@ -56,3 +70,8 @@ bench-drift: setup
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var
+
+# the closed loop on 2013 through real flows, events and triggered retrains; several minutes (var/replay)
+.PHONY: bench-replay
+bench-replay: setup
+	$(VENV)/bin/python bench/replay.py

@@ -6,13 +6,16 @@ even when started from a script; it is stopped by its own PID, never by name.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import signal
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from tasks.errors import MlopsError
@@ -30,8 +33,11 @@ def port_in_use(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start(command: list[str], *, env: dict[str, str], log_file: Path, cwd: Path) -> int:
-    """Start ``command`` detached, output appended to ``log_file``; returns its PID."""
+def start(command: list[str], *, env: dict[str, str], log_file: Path, cwd: Path, user: str | None = None) -> int:
+    """Start ``command`` detached, output appended to ``log_file``; returns its PID.
+
+    ``user``: run as this OS user (its primary group, no supplementary groups); needs root.
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         process = subprocess.Popen(
@@ -42,8 +48,16 @@ def start(command: list[str], *, env: dict[str, str], log_file: Path, cwd: Path)
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            **as_user(user),
         )
     return process.pid
+
+
+def as_user(user: str | None) -> dict:
+    """``subprocess`` keyword arguments that run a child as ``user`` (nothing when ``user`` is None)."""
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
 
 
 def alive(pid: int | None) -> bool:
@@ -65,12 +79,19 @@ def _not_zombie(pid: int) -> bool:
     return "\nState:\tZ" not in status.read_text()
 
 
-def stop(pid: int | None, timeout_seconds: float = 20.0) -> bool:
-    """SIGTERM the process group of ``pid``, then SIGKILL after the timeout; True if it was running."""
+def stop(
+    pid: int | None, timeout_seconds: float = 20.0, *, group: bool = True, sig: signal.Signals = signal.SIGTERM
+) -> bool:
+    """Send ``sig`` to the process group of ``pid`` (to ``pid`` alone when not ``group``: a server that stops its
+    own children, like PostgreSQL), then SIGKILL the group after the timeout; True if it was running."""
     if not alive(pid):
         return False
     assert pid is not None
-    _signal_group(pid, signal.SIGTERM)
+    if group:
+        _signal_group(pid, sig)
+    else:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         if not alive(pid):
@@ -110,14 +131,25 @@ def wait_until_healthy(name: str, url: str, pid: int, timeout_seconds: float, lo
     Raises:
         MlopsError: the process died or did not become healthy in time (the log's last lines are quoted).
     """
+    return wait_until(name, lambda: http_ok(url), pid, timeout_seconds, log_file, where=url)
+
+
+def wait_until(
+    name: str, probe: Callable[[], bool], pid: int, timeout_seconds: float, log_file: Path, *, where: str = ""
+) -> float:
+    """Seconds until ``probe()`` is true while process ``pid`` runs.
+
+    Raises:
+        MlopsError: the process died or ``probe`` stayed false past the timeout (the log's last lines are quoted).
+    """
     started = time.monotonic()
     while time.monotonic() - started < timeout_seconds:
-        if http_ok(url):
+        if probe():
             return time.monotonic() - started
         if not alive(pid):
             raise MlopsError(f"{name} exited during start-up: {_tail(log_file)}")
-        time.sleep(0.3)
-    raise MlopsError(f"{name} not healthy at {url} after {timeout_seconds:.0f} s: {_tail(log_file)}")
+        time.sleep(0.2)
+    raise MlopsError(f"{name} not healthy at {where} after {timeout_seconds:.0f} s: {_tail(log_file)}")
 
 
 def _tail(log_file: Path, lines: int = 3) -> str:

@@ -25,6 +25,7 @@ def test_up_status_down_up_keeps_data_and_stops_by_pid(stack_home):
     started = stack.up(ports)
     assert set(started["pids"]) == {"s3", "prefect", "mlflow", "worker"}
     report = stack.status()
+    assert report["backend"] == started["backend"] == "sqlite"  # the default; no PostgreSQL started
     assert all(c["running"] and c["healthy"] for c in report["components"].values()), report
 
     from prefect.client.orchestration import get_client
