@@ -59,7 +59,8 @@ def run_command(as_json: bool, label: str, work: Callable[[], Any], show: Callab
 def _fail(as_json: bool, message: str) -> None:
     if as_json:
         sys.stdout.write(json.dumps({"ok": False, "error": message}) + "\n")
-    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    err.print("[bold red]error:[/bold red] ", end="")
+    err.print(message, highlight=False, soft_wrap=True, markup=False)  # [brackets] in a message stay as they are
     raise typer.Exit(code=1)
 
 
@@ -189,31 +190,42 @@ def demo(
         Console().print(table)
         holdout = r["training"]["metrics"]["holdout"]
         show_mapping(
-            "Model",
+            "First model",
             {
                 "training run": r["training"]["run_id"],
                 "holdout": " · ".join(
                     f"{k} {holdout[k]:.3f}" for k in ("roc_auc", "kpi", "brier", "calibration_error")
                 ),
-                "top features": ", ".join(r["training"]["top_features"]),
                 "version": r["decision"]["version"],
                 "gate": r["decision"]["outcome"],
-                "champion before": r["decision"]["champion_version"] or "none",
-                "why": (r["decision"]["reasons"] or [""])[0],
             },
         )
-        sc = r["scoring"]
-        show_mapping(
-            f"Scored {sc['batch_id']} with the champion",
-            {
-                "rows in": f"{sc['rows_in']:,}",
-                "scored": f"{sc['rows_scored']:,}",
-                "quarantined": f"{sc['rows_quarantined']:,}",
-                "outliers flagged": f"{sc['rows_outlier']:,}",
-                "scores": sc["scores_uri"],
-            },
-        )
-        err.print(f"total {r['total_seconds']:.1f} s in phases")
+        for check in r["drift_checks"]:
+            status = "insufficient data" if check["drifted"] is None else ("DRIFTED" if check["drifted"] else "stable")
+            show_mapping(
+                f"Drift check {check['window']}",
+                {
+                    "verdict": f"{status}: {check['reason']}",
+                    "retraining": check["decision"],
+                    "report": check["report_uri"],
+                },
+            )
+        retrain = r["retrain"]
+        if retrain:
+            gate = retrain["gate"]
+            show_mapping(
+                "Retraining started by the event trigger",
+                {
+                    "flow run": f"{retrain['flow_run']} ({retrain['state']}, {retrain['seconds_in_run']:.1f} s)",
+                    "window": retrain["parameters"].get("window_end"),
+                    "gate": f"version {gate.get('version')}: {gate.get('outcome')}",
+                    "why": gate.get("reasons", ""),
+                    "champion now": gate.get("champion"),
+                },
+            )
+        else:
+            err.print("no retraining was requested by the drift checks")
+        err.print(f"total {r['total_seconds']:.1f} s in phases; Prefect UI was at {r['prefect']['api_url']}")
 
     run_command(as_json, "demo", lambda: run_demo(profile=profile, on_phase=on_phase), show)
 
@@ -287,19 +299,38 @@ def retrain(
         str | None, typer.Option("--months", help="Months to train on (default: the trailing ones).")
     ] = None,
     trailing: Annotated[int, typer.Option("--trailing", help="How many latest landed months to train on.")] = 3,
+    window_end: Annotated[
+        str | None, typer.Option("--window-end", help="Last month of the trailing window (default: the latest).")
+    ] = None,
     reason: Annotated[str, typer.Option("--reason", help="Why retraining runs.")] = "manual retraining",
     profile: ProfileOpt = None,
     usecase: UsecaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ingest landed batches, train on the trailing months, register behind the gate."""
+    """Ingest landed batches, train on the trailing months, register behind the gate (once per data window)."""
     from flows.retrain import retrain as retrain_flow
+
+    def show(r: dict) -> None:
+        if r["status"] == "already_retrained":
+            show_mapping(
+                "Already retrained on this data window",
+                {"months": ", ".join(r["window"]), "version": r["version"], "gate": r.get("outcome", "")},
+            )
+        else:
+            show_decision(r["decision"])
 
     run_command(
         as_json,
         "retraining",
-        lambda: retrain_flow(months=months, trailing_months=trailing, reason=reason, profile=profile, usecase=usecase),
-        lambda r: show_decision(r["decision"]),
+        lambda: retrain_flow(
+            months=months,
+            trailing_months=trailing,
+            window_end=window_end,
+            reason=reason,
+            profile=profile,
+            usecase=usecase,
+        ),
+        show,
     )
 
 
@@ -362,6 +393,15 @@ def stack_up(
     prefect_port: Annotated[int, typer.Option(help="Prefect server port (0: a free one).")] = 4200,
     mlflow_port: Annotated[int, typer.Option(help="MLflow server port (0: a free one).")] = 5000,
     s3_port: Annotated[int, typer.Option(help="S3 API port (0: a free one).")] = 9000,
+    postgres_port: Annotated[int, typer.Option(help="PostgreSQL port, with --postgres (0: a free one).")] = 15432,
+    postgres: Annotated[
+        bool | None,
+        typer.Option(
+            "--postgres/--sqlite",
+            help="Prefect and MLflow data in PostgreSQL (a cluster in var/stack/postgres, from the server binaries "
+            "on this machine) or in SQLite files. Default: what the stack already uses, SQLite for a new one.",
+        ),
+    ] = None,
     deploy: Annotated[bool, typer.Option(help="Apply the work pool and `prefect deploy --all`.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -371,10 +411,12 @@ def stack_up(
 
     def work() -> dict:
         state = stack.read_state()
+        given = (prefect_port, mlflow_port, s3_port, postgres_port)
         ports = None
-        if "ports" not in state or any(p != d for p, d in ((prefect_port, 4200), (mlflow_port, 5000), (s3_port, 9000))):
-            ports = stack.Ports(*(p or free_port() for p in (prefect_port, mlflow_port, s3_port)))
-        return stack.up(ports, deploy=deploy)
+        if "ports" not in state or given != (4200, 5000, 9000, 15432):
+            ports = stack.Ports(*(p or free_port() for p in given))
+        backend = None if postgres is None else "postgres" if postgres else "sqlite"
+        return stack.up(ports, deploy=deploy, backend=backend)
 
     def show(r: dict) -> None:
         show_mapping("Stack up", {**r["urls"], **{f"{k} s": v for k, v in r["seconds"].items()}})
@@ -393,7 +435,7 @@ def stack_status(as_json: JsonOpt = False) -> None:
             name: f"pid {c['pid']} · {'healthy' if c['healthy'] else 'running' if c['running'] else 'stopped'}"
             for name, c in r["components"].items()
         }
-        show_mapping("Stack", {**rows, **{f"url {k}": v for k, v in r["urls"].items()}})
+        show_mapping("Stack", {"backend": r["backend"], **rows, **{f"url {k}": v for k, v in r["urls"].items()}})
 
     run_command(as_json, "reading the stack", stack.status, show)
 
@@ -418,9 +460,67 @@ def stack_env(as_json: JsonOpt = False) -> None:
         sys.stdout.write(f"export {key}={value}\n")
 
 
+infra_app = typer.Typer(help="Work pools (infra/work-pools) and deployments (prefect.yaml) on a Prefect API.")
+app.add_typer(infra_app, name="infra")
+
+
+@infra_app.command("apply")
+def infra_apply(
+    pool: Annotated[
+        list[str] | None,
+        typer.Option("--pool", help="Pool type to apply (repeatable): process, docker, kubernetes, ecs. Default: all."),
+    ] = None,
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Job-variable default NAME=VALUE for the selected pools (repeatable); VALUE is read as JSON when it "
+            "parses, an object is merged into the template's (env, labels).",
+        ),
+    ] = None,
+    defaults_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--defaults-file",
+            help="JSON object of job-variable defaults, e.g. `terraform output -json work_pool_job_variables`; "
+            "--set wins over it.",
+        ),
+    ] = None,
+    deploy: Annotated[bool, typer.Option(help="Then `prefect deploy --all` (prefect.yaml).")] = True,
+    deploy_pool: Annotated[
+        str | None,
+        typer.Option(
+            "--deploy-pool",
+            help="Deploy every deployment to this pool type (e.g. kubernetes) instead of the pool in prefect.yaml.",
+        ),
+    ] = None,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create or update the work pools from infra/work-pools, then deploy prefect.yaml; twice changes nothing."""
+    from flows import infra
+
+    def work() -> dict:
+        defaults = infra.read_defaults_file(defaults_file) if defaults_file else {}
+        defaults |= infra.parse_assignments(assignments or [])
+        pools = tuple(pool or infra.POOL_TYPES)
+        api_url = infra.resolve_api_url(profile)
+        return infra.apply(api_url, pools, defaults=defaults, deploy=deploy, deploy_pool=deploy_pool)
+
+    def show(r: dict) -> None:
+        rows = {f"pool {name}": outcome for name, outcome in r["pools"].items()}
+        rows |= {f"deployment {name}": outcome for name, outcome in r["deployments"].items()}
+        show_mapping(f"Applied to {r['api_url']}", rows)
+
+    run_command(as_json, "applying work pools and deployments", work, show)
+
+
 @app.command()
 def score(
-    input_uri: Annotated[str, typer.Option("--input", help="Curated snapshot, month folder, parquet file or folder.")],
+    input_uri: Annotated[
+        str | None,
+        typer.Option("--input", help="Curated snapshot, month folder, parquet file or folder (default: latest month)."),
+    ] = None,
     output: Annotated[
         str | None, typer.Option("--output", help="Output root (default: <lake>/<usecase>/scores).")
     ] = None,
@@ -447,7 +547,7 @@ def score(
 
     run_command(
         as_json,
-        f"scoring {input_uri}",
+        f"scoring {input_uri or 'the latest curated month'}",
         lambda: score_flow(
             input_uri=absolute_uri(input_uri),
             output_uri=absolute_uri(output),
@@ -455,5 +555,134 @@ def score(
             profile=profile,
             usecase=usecase,
         ),
+        show,
+    )
+
+
+WindowOpt = Annotated[
+    str | None, typer.Option("--window", help="Window: a month (YYYY-MM) or batch id (default: the latest scored).")
+]
+
+
+@app.command("drift-check")
+def drift_check(
+    window: WindowOpt = None,
+    model_alias: Annotated[str, typer.Option("--model-alias", help="Model whose reference is compared.")] = "champion",
+    profile: ProfileOpt = None,
+    usecase: UsecaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare a scored window with the model's training reference; emit mlops.drift.detected when warranted."""
+    from flows.drift import drift_check as drift_flow
+
+    def show(r: dict) -> None:
+        status = "insufficient data" if r["drifted"] is None else ("DRIFTED" if r["drifted"] else "stable")
+        rows = {
+            "window": r["window"],
+            "model": f"{r['model']['name']} v{r['model']['version']}",
+            "verdict": f"{status}: {r['reason']}",
+            "retraining": f"{'requested' if r['retrain_requested'] else 'not requested'} ({r['decision']})",
+            "event": r["event"]["id"] if r.get("event") else "none",
+            "report": r["report_uri"],
+        }
+        show_mapping("Drift check", rows)
+
+    run_command(
+        as_json,
+        "checking drift",
+        lambda: drift_flow(window=window, model_alias=model_alias, profile=profile, usecase=usecase),
+        show,
+    )
+
+
+@app.command("performance-check")
+def performance_check(
+    window: WindowOpt = None,
+    labels: Annotated[
+        str | None, typer.Option("--labels", help="Parquet with id and target (default: the window's snapshot).")
+    ] = None,
+    model_alias: Annotated[str, typer.Option("--model-alias", help="Model whose scores are judged.")] = "champion",
+    profile: ProfileOpt = None,
+    usecase: UsecaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Realized metrics of a scored window once its labels arrived; emit mlops.performance.degraded when low."""
+    from flows.performance import performance_check as performance_flow
+
+    def show(r: dict) -> None:
+        status = {None: "no verdict", True: "DEGRADED", False: "ok"}[r["degraded"]]
+        rows = {
+            "window": r["window"],
+            "model": f"{r['model']['name']} v{r['model']['version']}",
+            "verdict": f"{status}: {r['reason']}",
+            **{
+                k: f"{v:.4f}"
+                for k, v in r["metrics"].items()
+                if k in ("roc_auc", "log_loss", "calibration_error", "kpi")
+            },
+            "labelled rows": f"{r['counts']['rows_labelled']:,} of {r['counts']['rows_scored']:,}",
+            "event": r["event"]["id"] if r.get("event") else "none",
+        }
+        show_mapping("Performance check", rows)
+
+    run_command(
+        as_json,
+        "checking performance",
+        lambda: performance_flow(
+            window=window, labels_uri=absolute_uri(labels), model_alias=model_alias, profile=profile, usecase=usecase
+        ),
+        show,
+    )
+
+
+@app.command()
+def serve(
+    deployment: Annotated[
+        list[str] | None, typer.Option("--deployment", help="Deployment of prefect.yaml to serve (default: all).")
+    ] = None,
+    schedules: Annotated[bool, typer.Option("--schedules/--no-schedules", help="Register the cron schedules.")] = True,
+    limit: Annotated[int | None, typer.Option("--limit", help="Most flow runs at once.")] = None,
+) -> None:
+    """Serve prefect.yaml's deployments from this process (triggers, schedules, limits) until stopped."""
+    from flows.serve import serve_deployments
+
+    serve_deployments(names=deployment or None, with_schedules=schedules, limit=limit)
+
+
+@app.command()
+def replay(
+    first: Annotated[str, typer.Option("--first", help="First replayed month, YYYY-MM.")] = "2013-04",
+    last: Annotated[str, typer.Option("--last", help="Last replayed month, YYYY-MM.")] = "2013-12",
+    base: Annotated[
+        str, typer.Option("--base", help="Months of the first champion (before --first).")
+    ] = "2013-01..2013-03",
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="The replay's own MLOPS_HOME, emptied first (default: <MLOPS_HOME>/replay)."),
+    ] = None,
+    usecase: UsecaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay months through the real loop (events, triggered retrains, gate) against static and oracle policies."""
+    from flows.replay import run_replay
+    from tasks.replay import month_table, summary_rows
+
+    def on_month(record: dict) -> None:
+        err.print(f"[green]✓[/green] {record['month']}  {record['seconds']['total']:6.1f} s")
+
+    def show(r: dict) -> None:
+        lines = month_table(r)
+        table = Table(title=f"Replay {r['months'][0]}..{r['months'][-1]} (first champion on {', '.join(r['base'])})")
+        for column in lines[0]:
+            table.add_column(column)
+        for row in lines[1:]:
+            table.add_row(*row)
+        Console().print(table)
+        show_mapping("Summary", dict(summary_rows(r)))
+
+    run_command(
+        as_json,
+        f"replaying {first}..{last}",
+        lambda: run_replay(first=first, last=last, base=base, home=home, usecase=usecase, on_month=on_month),
         show,
     )

@@ -1,27 +1,44 @@
-"""The embedded demo: the lifecycle on local defaults, phase by phase, with the time of each phase."""
+"""The embedded demo: the whole loop on local defaults, with a real Prefect server and event-triggered retraining.
+
+It starts a Prefect server (SQLite, 127.0.0.1, a free port) and a runner serving the ``retrain`` deployment of
+prefect.yaml with its triggers, then, phase by phase: lands and ingests the base months, trains and registers
+(the gate promotes the first model), lands, ingests and scores later months, runs the drift check on each of
+them and, when the debounced check emits ``mlops.drift.detected``, waits until the retrain run that the
+deployment trigger started has finished and reads the gate's decision. Nothing here calls retrain directly.
+Both processes are stopped by PID at the end, also on failure.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from flows.context import build_context
+from flows.drift import drift_check
 from flows.ingest import ingest
 from flows.land import land
+from flows.local_prefect import deployment_ids, local_prefect
 from flows.register import register
 from flows.score import score
+from flows.settings import mlops_home
 from flows.train import train
+from tasks.errors import MlopsError
 
 DEMO_MONTHS = ("2013-01", "2013-02", "2013-03")
-SCORE_MONTH = "2013-04"
+SCORE_MONTHS = ("2013-04", "2013-05")
+RETRAIN_TIMEOUT_SECONDS = 300
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def run_demo(
     months: tuple[str, ...] = DEMO_MONTHS,
+    later: tuple[str, ...] = SCORE_MONTHS,
     profile: str | None = None,
     on_phase: Callable[[str, float, Any], None] | None = None,
 ) -> dict:
-    """Land and ingest ``months``, train on them, register behind the gate; what each phase did and took."""
+    """The loop on the embedded defaults; what each phase did and took."""
     phases: list[dict] = []
 
     def phase(name: str, work: Callable[[], Any]) -> Any:
@@ -33,41 +50,97 @@ def run_demo(
             on_phase(name, seconds, result)
         return result
 
-    snapshots = []
-    for month in months:
-        batch = phase(f"land {month}", lambda m=month: land(period=m, profile=profile))
-        summary = phase(f"ingest {month}", lambda b=batch: ingest(input_uri=b["batch_uri"], profile=profile))
-        snapshots.append(
-            {
-                "period": month,
-                "snapshot_uri": summary["snapshot_uri"],
-                "rows_in": summary["rows_in"],
-                "rows_curated": summary["rows_curated"],
-                "rows_quarantined": summary["rows_quarantined"],
-                "data_docs_uri": summary["data_docs_uri"],
-            }
-        )
-    trained = phase("train", lambda: train(snapshots=[s["snapshot_uri"] for s in snapshots], profile=profile))
-    decision = phase("register + gate", lambda: register(run_id=trained["run_id"], reason="demo", profile=profile))
-    later = phase(f"land {SCORE_MONTH}", lambda: land(period=SCORE_MONTH, profile=profile))
-    batch = phase(f"ingest {SCORE_MONTH}", lambda: ingest(input_uri=later["batch_uri"], profile=profile))
-    scored = phase(f"score {SCORE_MONTH}", lambda: score(input_uri=batch["snapshot_uri"], profile=profile))
-    return {
-        "scoring": {
-            k: scored[k]
-            for k in (
-                "batch_id",
-                "rows_in",
-                "rows_scored",
-                "rows_quarantined",
-                "rows_outlier",
-                "scores_uri",
-                "rows_per_second",
+    folder = Path(mlops_home()) / "demo-prefect"
+    stack = local_prefect(folder, serve=["retrain"])
+    server = phase("start prefect server + runner", stack.__enter__)
+    try:
+        snapshots = [_ingested(phase, m, profile) for m in months]
+        trained = phase("train", lambda: train(snapshots=[s["snapshot_uri"] for s in snapshots], profile=profile))
+        decision = phase("register + gate", lambda: register(run_id=trained["run_id"], reason="demo", profile=profile))
+        scored, checks, retrain = [], [], None
+        for month in later:
+            snapshot = _ingested(phase, month, profile)
+            scored.append(
+                phase(f"score {month}", lambda s=snapshot: score(input_uri=s["snapshot_uri"], profile=profile))
             )
-        },
+            check = phase(f"drift check {month}", lambda m=month: drift_check(window=m, profile=profile))
+            checks.append(check)
+            if check.get("event"):
+                retrain = phase(
+                    f"event → retrain run ({month})", lambda c=check: _await_retrain(server.api_url, c, profile)
+                )
+                break
+    finally:
+        started = time.perf_counter()
+        stack.__exit__(None, None, None)
+        phases.append({"phase": "stop runner + server", "seconds": round(time.perf_counter() - started, 2)})
+    return {
+        "prefect": {"api_url": server.api_url, "start_seconds": server.seconds},
         "phases": phases,
         "snapshots": snapshots,
         "training": {k: trained[k] for k in ("run_id", "run_url", "rows", "metrics", "top_features")},
-        "decision": {k: decision.get(k) for k in ("version", "outcome", "champion_version", "reasons", "challenger")},
+        "decision": {k: decision.get(k) for k in ("version", "outcome", "champion_version", "reasons")},
+        "scoring": [{k: s[k] for k in ("batch_id", "rows_in", "rows_scored", "rows_quarantined")} for s in scored],
+        "drift_checks": [
+            {k: c.get(k) for k in ("window", "drifted", "reason", "retrain_requested", "decision", "report_uri")}
+            for c in checks
+        ],
+        "retrain": retrain,
         "total_seconds": round(sum(p["seconds"] for p in phases), 2),
     }
+
+
+def _ingested(phase: Callable[[str, Callable[[], Any]], Any], month: str, profile: str | None) -> dict:
+    batch = phase(f"land {month}", lambda: land(period=month, profile=profile))
+    summary = phase(f"ingest {month}", lambda: ingest(input_uri=batch["batch_uri"], profile=profile))
+    keys = ("snapshot_uri", "rows_in", "rows_curated", "rows_quarantined", "data_docs_uri")
+    return {"period": month, **{k: summary[k] for k in keys}}
+
+
+def _await_retrain(api_url: str, check: dict, profile: str | None) -> dict:
+    """The retrain run the trigger created for this window, once final, and the gate's decision it recorded."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    deployment = deployment_ids(api_url)["retrain"]
+    deadline = time.monotonic() + RETRAIN_TIMEOUT_SECONDS
+    run = None
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            flt = DeploymentFilter(id=DeploymentFilterId(any_=[deployment]))
+            runs = [r for r in client.read_flow_runs(deployment_filter=flt) if _for_window(r, check["window"])]
+            run = runs[0] if runs else None
+            if run is not None and run.state_type and run.state_type.value in FINAL_STATES:
+                break
+            time.sleep(0.5)
+    if run is None or not run.state_type or run.state_type.value not in FINAL_STATES:
+        raise MlopsError(f"no finished retrain run for window {check['window']} after {RETRAIN_TIMEOUT_SECONDS} s")
+    if run.state_type.value != "COMPLETED":
+        raise MlopsError(f"retrain run {run.name} ended {run.state_name}: see {api_url.removesuffix('/api')}")
+    created = run.created.timestamp() if run.created else None
+    return {
+        "flow_run": run.name,
+        "flow_run_id": str(run.id),
+        "state": run.state_name,
+        "parameters": run.parameters,
+        "seconds_in_run": run.total_run_time.total_seconds(),
+        "created_at": created,
+        "gate": _gate_decision(run.parameters, profile),
+    }
+
+
+def _for_window(run: Any, window: str) -> bool:
+    return run.parameters.get("window_end") == window
+
+
+def _gate_decision(parameters: dict, profile: str | None) -> dict:
+    """What the gate decided for the version the retrain registered (read back from the registry's tags)."""
+    ctx = build_context(profile)
+    registry, name = ctx.registry(), ctx.usecase.registered_model
+    versions = [m for m in registry.alias_history(name) if m.alias == "challenger"]
+    if not versions:
+        return {}
+    version = registry.get_version(name, versions[-1].to_version)
+    champion = registry.get_alias(name, "champion")
+    gate = {k.removeprefix("gate."): v for k, v in version.tags.items() if k.startswith("gate.")}
+    return {"version": version.version, "champion": champion.version if champion else None, **gate}

@@ -10,7 +10,20 @@ from typer.testing import CliRunner
 from flows.commands import app
 
 runner = CliRunner()
-COMMANDS = ["land", "ingest", "train", "register", "retrain", "history", "rollback", "score", "demo"]
+COMMANDS = [
+    "land",
+    "ingest",
+    "train",
+    "register",
+    "retrain",
+    "history",
+    "rollback",
+    "score",
+    "demo",
+    "drift-check",
+    "performance-check",
+    "replay",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -18,6 +31,12 @@ def test_every_command_has_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0
     assert "--json" in result.output
+
+
+def test_serve_has_help_naming_its_deployment_option():
+    # serve runs until stopped: it prints no JSON summary
+    result = runner.invoke(app, ["serve", "--help"])
+    assert result.exit_code == 0 and "--deployment" in result.output
 
 
 def test_ingest_json_prints_exactly_one_object(home, fixture_batch):
