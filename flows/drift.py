@@ -199,9 +199,18 @@ def _publish(ctx: Context, s: dict, verdict: drift.WindowDrift) -> None:
         "",
         drift_report.markdown_table(verdict),
         "",
-        f"Report (plots per input): `{s['report_uri']}`",
-        f"MLflow monitoring run: {s['mlflow_run']['url'] or s['mlflow_run']['run_id']}",
+        f"Report (plots per input): {_link(s['report_uri'])} (also in the MLflow run's artifacts: drift/report.html)",
+        f"MLflow monitoring run: {_link(s['mlflow_run']['url'] or s['mlflow_run']['run_id'])}",
     ]
     create_markdown_artifact(
         key=f"drift-{ctx.usecase.name}".replace("_", "-"), markdown="\n".join(lines), description="Drift check"
     )
+
+
+def _link(target: str) -> str:
+    """A markdown link the Prefect UI can follow (http(s) and local files), else the plain reference."""
+    if target.startswith(("http://", "https://")):
+        return f"[{target}]({target})"
+    if target.startswith("/"):
+        return f"[{target}](file://{target})"
+    return f"`{target}`"
