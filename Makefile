@@ -10,6 +10,9 @@ VENV := .venv
 export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# compile .pyc at install: servers, workers and every flow-run subprocess import the stack from .venv, and this
+# machine's PYTHONDONTWRITEBYTECODE=1 would otherwise make each of them compile it again (measured 15 s vs 6.5 s)
+export UV_COMPILE_BYTECODE := 1
 
 # checkov (the IaC scanner of tests/infra/test_infra_lint.py) conflicts with the locked set: it lives in its own
 # small environment, pinned, built by uv; the test finds it through CHECKOV
