@@ -98,3 +98,38 @@ def cell_plot_png(labels: tuple[str, ...], reference: tuple[int, ...], current: 
     axes.set_xticks(x, [labels[i] for i in keep], rotation=60, ha="right", fontsize=7)
     axes.legend(fontsize=8)
     return _png(figure)
+
+
+def replay_png(
+    periods: list[str],
+    metric_by_policy: dict[str, list[float | None]],
+    retrained: list[str],
+    promoted: list[str],
+    refused: list[str] | None = None,
+    metric: str = "ROC AUC",
+) -> bytes:
+    """The metric of each policy per period (a gap where it is None), with markers where ours retrained / promoted.
+
+    The markers sit on the last policy's line (ours): a retrain after period P changes the model of P+1. Periods
+    in ``refused`` (ours scored nothing) are shaded.
+    """
+    figure, axes = _new_axes("Closed-loop replay", "period", metric, size=(8.0, 4.2))
+    x = np.arange(len(periods))
+    shaded = [i for i, p in enumerate(periods) if p in (refused or [])]
+    for n, i in enumerate(shaded):
+        axes.axvspan(i - 0.5, i + 0.5, color="grey", alpha=0.15, label=None if n else "batch refused (ours)")
+    for name, values in metric_by_policy.items():
+        y = np.array([np.nan if v is None else v for v in values], dtype=float)
+        axes.plot(x, y, marker="o", markersize=4, label=name)
+    if metric_by_policy:
+        ours = np.array([np.nan if v is None else v for v in list(metric_by_policy.values())[-1]], dtype=float)
+        for months, style, label in ((retrained, "^", "retrained"), (promoted, "*", "promoted")):
+            at = [i for i, p in enumerate(periods) if p in months]
+            if at:
+                size = 110 if style == "*" else 70
+                axes.scatter(x[at], ours[at], marker=style, s=size, zorder=3, facecolors="none", edgecolors="black")
+                axes.scatter([], [], marker=style, facecolors="none", edgecolors="black", label=label)
+    axes.set_xticks(x, periods, rotation=45, ha="right", fontsize=8)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return _png(figure)
