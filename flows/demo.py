@@ -27,7 +27,7 @@ from flows.train import train
 from tasks.errors import MlopsError
 
 DEMO_MONTHS = ("2013-01", "2013-02", "2013-03")
-SCORE_MONTHS = ("2013-04", "2013-05")
+SCORE_MONTHS = ("2013-04", "2013-05", "2013-06")
 RETRAIN_TIMEOUT_SECONDS = 300
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 

@@ -49,6 +49,8 @@ def monitored(tmp_path_factory) -> dict:
     data = yaml.safe_load(usecase_file.read_text())
     # one training month misses the production floors: relaxed for this set-up only
     data["gate"] = {**data["gate"], "floors": {}, "max_brier": None, "max_calibration_error": None}
+    # the tests exercise the debounce itself: 2 drifted of the last 3 windows (whatever production uses)
+    data["drift"]["debounce"] = {"k": 2, "n": 3, "cooldown_windows": 2}
     usecase_file.write_text(yaml.safe_dump(data))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOPS_HOME", str(home))
