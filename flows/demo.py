@@ -19,17 +19,15 @@ from flows.context import build_context
 from flows.drift import drift_check
 from flows.ingest import ingest
 from flows.land import land
-from flows.local_prefect import deployment_ids, local_prefect
+from flows.local_prefect import deployment_ids, local_prefect, wait_for_retrains
 from flows.register import register
 from flows.score import score
 from flows.settings import mlops_home
 from flows.train import train
-from tasks.errors import MlopsError
 
 DEMO_MONTHS = ("2013-01", "2013-02", "2013-03")
 SCORE_MONTHS = ("2013-04", "2013-05", "2013-06")
 RETRAIN_TIMEOUT_SECONDS = 300
-FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def run_demo(
@@ -99,38 +97,17 @@ def _ingested(phase: Callable[[str, Callable[[], Any]], Any], month: str, profil
 
 def _await_retrain(api_url: str, check: dict, profile: str | None) -> dict:
     """The retrain run the trigger created for this window, once final, and the gate's decision it recorded."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-
     deployment = deployment_ids(api_url)["retrain"]
-    deadline = time.monotonic() + RETRAIN_TIMEOUT_SECONDS
-    run = None
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            flt = DeploymentFilter(id=DeploymentFilterId(any_=[deployment]))
-            runs = [r for r in client.read_flow_runs(deployment_filter=flt) if _for_window(r, check["window"])]
-            run = runs[0] if runs else None
-            if run is not None and run.state_type and run.state_type.value in FINAL_STATES:
-                break
-            time.sleep(0.5)
-    if run is None or not run.state_type or run.state_type.value not in FINAL_STATES:
-        raise MlopsError(f"no finished retrain run for window {check['window']} after {RETRAIN_TIMEOUT_SECONDS} s")
-    if run.state_type.value != "COMPLETED":
-        raise MlopsError(f"retrain run {run.name} ended {run.state_name}: see {api_url.removesuffix('/api')}")
-    created = run.created.timestamp() if run.created else None
+    run = wait_for_retrains(deployment, check["window"], 1, time.time(), RETRAIN_TIMEOUT_SECONDS)[0]
     return {
         "flow_run": run.name,
         "flow_run_id": str(run.id),
         "state": run.state_name,
         "parameters": run.parameters,
         "seconds_in_run": run.total_run_time.total_seconds(),
-        "created_at": created,
+        "created_at": run.created.timestamp() if run.created else None,
         "gate": _gate_decision(run.parameters, profile),
     }
-
-
-def _for_window(run: Any, window: str) -> bool:
-    return run.parameters.get("window_end") == window
 
 
 def _gate_decision(parameters: dict, profile: str | None) -> dict:

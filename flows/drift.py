@@ -21,15 +21,13 @@ from flows.context import Context, build_context
 from flows.score import SKETCH_ARTIFACT, ModelRef, run_json
 from flows.steps import compute_step, io_step
 from flows.windows import (
+    checked_window,
     earlier_results,
     emit_event,
     log_monitoring_run,
-    read_manifest,
     read_scores,
     resolve_version,
     result_uri,
-    scored_windows,
-    scores_root,
     write_result,
 )
 from tasks import contract, drift, drift_report, monitoring
@@ -97,8 +95,7 @@ def drift_check(
     ctx = build_context(profile, usecase)
     spec = ctx.usecase.drift
     ref = resolve_version(ctx, model_alias)
-    target = monitoring.pick_window(scored_windows(ctx, scores_root(ctx, scores_uri)), ref.version, window)
-    manifest = read_manifest(ctx, target)
+    target, manifest = checked_window(ctx, ref, window, scores_uri)
     sketch, importances = load_reference(ctx, ref)
     counts = profile_window(ctx, manifest, sketch)
     verdict = judge(ctx, counts, sketch, importances)

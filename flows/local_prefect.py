@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from uuid import UUID
 
 from adapters import processes
 from flows.serve import REPO_ROOT
@@ -21,6 +22,9 @@ from tasks.errors import MlopsError
 
 SERVER_START_TIMEOUT_SECONDS = 180
 RUNNER_POLL_SECONDS = 1
+RUN_APPEAR_TIMEOUT_SECONDS = 120.0
+POLL_SECONDS = 1.0
+FINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 @dataclass
@@ -122,3 +126,43 @@ def deployment_ids(api_url: str) -> dict[str, str]:
             return {d["name"]: d["id"] for d in json.load(response)}
     except OSError as exc:
         raise MlopsError(f"cannot list deployments at {api_url}: {exc}") from exc
+
+
+def wait_for_retrains(deployment_id: str, window: str, expected: int, since: float, timeout_seconds: float) -> list:
+    """The ``expected`` retrain runs the triggers created for ``window``, once all reached a final state.
+
+    Raises:
+        MlopsError: fewer runs appeared than events were sent, a run did not finish in time, or one failed.
+    """
+    started = time.monotonic()
+    while True:
+        runs = _retrain_runs(deployment_id, window)
+        waited = time.monotonic() - started
+        final = [r for r in runs if r.state_type and r.state_type.value in FINAL_STATES]
+        if len(runs) >= expected and len(final) == len(runs):
+            break
+        if len(runs) < expected and waited > RUN_APPEAR_TIMEOUT_SECONDS:
+            raise MlopsError(
+                f"{expected} event(s) for window {window} sent {time.time() - since:.0f} s ago but the "
+                f"retrain deployment has {len(runs)} run(s) for it: are its triggers in prefect.yaml?"
+            )
+        if waited > timeout_seconds:
+            states = ", ".join(f"{r.name}: {r.state_name}" for r in runs)
+            raise MlopsError(f"retrain of window {window} not finished after {timeout_seconds:.0f} s ({states})")
+        time.sleep(POLL_SECONDS)
+    failed = [r for r in runs if r.state_type.value != "COMPLETED"]
+    if failed:
+        run = failed[0]
+        message = run.state.message if run.state else ""
+        raise MlopsError(f"retrain run {run.name} ({run.id}) for window {window} ended {run.state_name}: {message}")
+    return sorted(runs, key=lambda r: r.created)
+
+
+def _retrain_runs(deployment_id: str, window: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    deployments = DeploymentFilter(id=DeploymentFilterId(any_=[UUID(deployment_id)]))
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(deployment_filter=deployments)
+    return [r for r in runs if str(r.parameters.get("window_end")) == window]

@@ -21,14 +21,12 @@ from flows.score import ModelRef
 from flows.snapshots import latest_snapshot_uri
 from flows.steps import compute_step, io_step
 from flows.windows import (
+    checked_window,
     emit_event,
     log_monitoring_run,
-    read_manifest,
     read_scores,
     resolve_version,
     result_uri,
-    scored_windows,
-    scores_root,
     write_result,
 )
 from tasks import monitoring
@@ -83,8 +81,7 @@ def performance_check(
     """Realized metrics of a scored window (default: the latest) once its labels arrived; event when degraded."""
     ctx = build_context(profile, usecase)
     ref = resolve_version(ctx, model_alias)
-    target = monitoring.pick_window(scored_windows(ctx, scores_root(ctx, scores_uri)), ref.version, window)
-    manifest = read_manifest(ctx, target)
+    target, manifest = checked_window(ctx, ref, window, scores_uri)
     scores = read_scores(ctx, manifest, [ctx.usecase.id_column, PROBABILITY])
     labels, source = read_labels(ctx, target.window, labels_uri)
     evaluation = evaluate_window(ctx, scores, labels, holdout_metric(ctx, ref))

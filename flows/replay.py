@@ -18,15 +18,14 @@ Written under the replay home: ``replay.json`` (everything returned) and ``repla
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from unittest import mock
 
 import pandas as pd
 
@@ -35,7 +34,7 @@ from flows.context import Context, build_context
 from flows.drift import drift_check
 from flows.ingest import ingest
 from flows.land import land
-from flows.local_prefect import deployment_ids, local_prefect
+from flows.local_prefect import deployment_ids, local_prefect, wait_for_retrains
 from flows.performance import performance_check
 from flows.register import register
 from flows.score import score
@@ -50,10 +49,7 @@ from tasks.landing import expand_months
 RETRAIN_DEPLOYMENT = "retrain"
 PROFILE = "local"  # the replay owns a fresh local home: no other profile's stores are touched
 HOME_MARKER = ".mlops-replay"
-RUN_APPEAR_TIMEOUT_SECONDS = 120.0
 RETRAIN_TIMEOUT_SECONDS = 1800.0
-POLL_SECONDS = 1.0
-_FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 _PASSED_ENV = ("MLOPS_PII_KEY", "MLOPS_CONFIG_DIR", "MLOPS_USECASE")
 CHAMPION = "champion"
 
@@ -100,7 +96,11 @@ def run_replay(
         env["MLOPS_USECASE"] = usecase
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     in_process = {k: v for k, v in env.items() if k != "TMPDIR"}
-    with _environ(in_process), local_prefect(home / "prefect-server", serve=[RETRAIN_DEPLOYMENT], env=env) as prefect:
+    # settings are read from the environment by every flow: point this process at the replay home meanwhile
+    with (
+        mock.patch.dict(os.environ, in_process),
+        local_prefect(home / "prefect-server", serve=[RETRAIN_DEPLOYMENT], env=env) as prefect,
+    ):
         timings["prefect_start"] = prefect.seconds
         ctx = build_context(PROFILE, usecase)
         tick = time.perf_counter()
@@ -136,21 +136,6 @@ def prepare_home(home: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     (home / HOME_MARKER).write_text("made by `mlops replay`: emptied by the next replay into this folder\n")
     return home
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    """Settings are read from the environment by every flow: point this process at the replay home meanwhile."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _first_champion(base_months: list[str], usecase: str | None) -> dict:
@@ -229,46 +214,6 @@ def _performance(result: dict) -> dict:
 def _drift(result: dict) -> dict:
     keys = ("drifted", "score", "reason", "history", "retrain_requested", "decision")
     return {k: result[k] for k in keys}
-
-
-def wait_for_retrains(deployment_id: str, window: str, expected: int, since: float, timeout_seconds: float) -> list:
-    """The ``expected`` retrain runs the triggers created for ``window``, once all reached a final state.
-
-    Raises:
-        MlopsError: fewer runs appeared than events were sent, a run did not finish in time, or one failed.
-    """
-    started = time.monotonic()
-    while True:
-        runs = _retrain_runs(deployment_id, window)
-        waited = time.monotonic() - started
-        final = [r for r in runs if r.state_type and r.state_type.value in _FINAL]
-        if len(runs) >= expected and len(final) == len(runs):
-            break
-        if len(runs) < expected and waited > RUN_APPEAR_TIMEOUT_SECONDS:
-            raise MlopsError(
-                f"{expected} event(s) for window {window} sent {time.time() - since:.0f} s ago but the "
-                f"'{RETRAIN_DEPLOYMENT}' deployment has {len(runs)} run(s) for it: are its triggers in prefect.yaml?"
-            )
-        if waited > timeout_seconds:
-            states = ", ".join(f"{r.name}: {r.state_name}" for r in runs)
-            raise MlopsError(f"retrain of window {window} not finished after {timeout_seconds:.0f} s ({states})")
-        time.sleep(POLL_SECONDS)
-    failed = [r for r in runs if r.state_type.value != "COMPLETED"]
-    if failed:
-        run = failed[0]
-        message = run.state.message if run.state else ""
-        raise MlopsError(f"retrain run {run.name} ({run.id}) for window {window} ended {run.state_name}: {message}")
-    return sorted(runs, key=lambda r: r.created)
-
-
-def _retrain_runs(deployment_id: str, window: str) -> list:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-
-    deployments = DeploymentFilter(id=DeploymentFilterId(any_=[UUID(deployment_id)]))
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(deployment_filter=deployments)
-    return [r for r in runs if str(r.parameters.get("window_end")) == window]
 
 
 def retrain_outcome(ctx: Context, run: Any) -> dict:

@@ -28,14 +28,6 @@ def landed_periods(ctx: Context) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def _curated(ctx: Context, month: str) -> bool:
-    try:
-        latest_snapshot_uri(ctx, month)
-    except MlopsError:
-        return False
-    return True
-
-
 def _given(value: str | None) -> str | None:
     """Parameters rendered from an event template read "None" when the event lacked the label."""
     return None if value is None or value.strip() in ("", "None") else value.strip()
@@ -82,13 +74,14 @@ def retrain(
     usecase, window_end, evidence = _given(usecase), _given(window_end), _given(evidence)
     ctx = build_context(profile, usecase)
     landed = landed_periods(ctx)
-    available = sorted(set(landed) | {m for m in curated_periods(ctx)})
+    curated = set(curated_periods(ctx))
+    available = sorted(set(landed) | curated)
     window = training_window(available, months, window_end, trailing_months)
     if not window:
         raise MlopsError(f"nothing to train on: no landed batch under {ctx.landing_root}")
     ingested = []
     for month in window:
-        if not _curated(ctx, month):
+        if month not in curated:
             if month not in landed:
                 raise MlopsError(f"{month} is neither curated nor landed: run `mlops land --month {month}`")
             ingest(input_uri=landed[month], profile=profile, usecase=usecase)

@@ -103,17 +103,22 @@ class ScoringJob:
     model_threads: int | None
 
 
-@io_step("resolve-model")
-def resolve_model(ctx: Context, alias: str) -> ScoringModel:
-    """The version behind ``alias``, with the contract and reference sketch logged with it."""
-    registry, name = ctx.registry(), ctx.usecase.registered_model
-    version = registry.get_alias(name, alias)
+def model_ref(ctx: Context, alias: str) -> ModelRef:
+    """The version behind ``alias`` (resolved once: a run works with that version even if the alias moves)."""
+    name = ctx.usecase.registered_model
+    version = ctx.registry().get_alias(name, alias)
     if version is None:
         raise MlopsError(
             f"model '{name}' has no @{alias} version yet: run `mlops train` then `mlops register` "
             "(the gate promotes a good model to @champion)"
         )
-    ref = ModelRef(name, alias, version.version, version.run_id)
+    return ModelRef(name, alias, version.version, version.run_id)
+
+
+@io_step("resolve-model")
+def resolve_model(ctx: Context, alias: str) -> ScoringModel:
+    """The version behind ``alias``, with the contract and reference sketch logged with it."""
+    ref = model_ref(ctx, alias)
     specs = contract.contract_from_dict(run_json(ctx, ref, CONTRACT_ARTIFACT))
     sketch = run_json(ctx, ref, SKETCH_ARTIFACT)
     try:

@@ -10,7 +10,6 @@ The drift debounce state is read back from those files; nothing else keeps state
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 import pandas as pd
@@ -19,25 +18,27 @@ from prefect import runtime
 from adapters import events
 from adapters.storage import join_uri, read_json, read_parquet, write_json
 from flows.context import Context
-from flows.score import MANIFEST, QUARANTINE_DIR, ModelRef
+from flows.score import MANIFEST, QUARANTINE_DIR, ModelRef, model_ref
 from flows.steps import io_step
 from tasks import monitoring
-from tasks.errors import MlopsError, StorageError
+from tasks.errors import StorageError
 from tasks.monitoring import ScoredWindow
 from tasks.scoring import safe_value
+from tasks.serialization import json_safe
 
 
 @io_step("resolve-model-version")
 def resolve_version(ctx: Context, alias: str) -> ModelRef:
-    name = ctx.usecase.registered_model
-    version = ctx.registry().get_alias(name, alias)
-    if version is None:
-        raise MlopsError(f"model '{name}' has no @{alias} version yet: train and register a model first")
-    return ModelRef(name, alias, version.version, version.run_id)
+    return model_ref(ctx, alias)
 
 
-def scores_root(ctx: Context, scores_uri: str | None) -> str:
-    return scores_uri or join_uri(ctx.lake_root, "scores")
+def checked_window(
+    ctx: Context, ref: ModelRef, window: str | None, scores_uri: str | None
+) -> tuple[ScoredWindow, dict]:
+    """The window to check (default: the latest ``ref`` scored) and its scoring manifest."""
+    root = scores_uri or join_uri(ctx.lake_root, "scores")
+    target = monitoring.pick_window(scored_windows(ctx, root), ref.version, window)
+    return target, read_json(ctx.storage(target.manifest_uri), target.manifest_uri)
 
 
 @io_step("list-scored-windows")
@@ -59,10 +60,6 @@ def scored_windows(ctx: Context, root: str) -> list[ScoredWindow]:
             )
         )
     return found
-
-
-def read_manifest(ctx: Context, window: ScoredWindow) -> dict:
-    return read_json(ctx.storage(window.manifest_uri), window.manifest_uri)
 
 
 def read_scores(ctx: Context, manifest: Mapping, columns: list[str]) -> pd.DataFrame:
@@ -136,7 +133,7 @@ def emit_event(ctx: Context, event: str, ref: ModelRef, window: str, payload: di
     return events.emit(
         event,
         monitoring.model_resource(ref.name, uc.name, ref.version, window),
-        json.loads(json.dumps(payload, default=str)),
+        json_safe(payload),
         monitoring.event_id(event, ref.name, ref.version, window),
         related=events.flow_run_resource(str(runtime.flow_run.id or "")),
     )

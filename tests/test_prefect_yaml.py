@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
 from pathlib import Path
@@ -11,20 +10,16 @@ import pytest
 import yaml
 from prefect import Flow
 
+from flows.serve import load_entrypoint
+
 REPO = Path(__file__).resolve().parents[1]
 SPEC = yaml.safe_load((REPO / "prefect.yaml").read_text())
 DEPLOYMENTS = SPEC["deployments"]
 
 
-def load_flow(entrypoint: str) -> Flow:
-    path, name = entrypoint.split(":")
-    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-    return getattr(module, name)
-
-
 @pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
 def test_deployment_entrypoint_is_a_flow_and_parameters_fit(deployment):
-    flow = load_flow(deployment["entrypoint"])
+    flow = load_entrypoint(deployment["entrypoint"])
     assert isinstance(flow, Flow)
     assert (REPO / deployment["entrypoint"].split(":")[0]).is_file()
     accepted = inspect.signature(flow.fn).parameters
