@@ -11,7 +11,7 @@ def fresh_home(prefix: str) -> Path:
     """Point this process at a new, empty MLOPS_HOME (set before any flow module is imported)."""
     home = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["MLOPS_HOME"] = str(home)
-    from flows.cli import process_defaults
+    from ops.main import process_defaults
 
     for key, value in process_defaults(home).items():
         os.environ.setdefault(key, value)

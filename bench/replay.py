@@ -23,15 +23,15 @@ def _print_table(rows: list[list[str]]) -> None:
 
 
 def main() -> None:
-    from flows.cli import process_defaults
     from flows.settings import mlops_home
+    from ops.main import process_defaults
 
     for key, value in process_defaults(mlops_home()).items():
         os.environ.setdefault(key, value)
     Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     tempfile.tempdir = None
 
-    from flows.replay import run_replay
+    from ops.replay import run_replay
     from tasks.replay import month_table, summary_rows
 
     def progress(record: dict) -> None:

@@ -62,7 +62,7 @@ def start_environment(home: Path) -> subprocess.Popen:
     os.environ["MLOPS_CONFIG_DIR"] = str(home / "config")
     if not (home / "config").exists():
         shutil.copytree(REPO / "config", home / "config")
-    from flows.cli import process_defaults
+    from ops.main import process_defaults
 
     for key, value in process_defaults(home).items():
         os.environ.setdefault(key, value)

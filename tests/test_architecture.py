@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CODE_DIRS = ("flows", "tasks", "adapters")
+CODE_DIRS = ("flows", "tasks", "adapters", "services", "ops")
 # words of the reference use case; a second use case must be a YAML file, not new code
 DOMAIN_WORDS = re.compile(r"flight|tailnum|carrier|arr_delay|dep_delay|nycflights|weather|airport|aircraft", re.I)
 FORBIDDEN_IN_TASKS = {
@@ -21,6 +21,8 @@ FORBIDDEN_IN_TASKS = {
     "botocore",
     "adapters",
     "flows",
+    "services",
+    "ops",
     "os",
     "great_expectations",
 }

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from prefect import Flow
 
-from flows.serve import load_entrypoint
+from ops.runner import load_entrypoint
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = yaml.safe_load((REPO / "prefect.yaml").read_text())

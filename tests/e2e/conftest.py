@@ -23,8 +23,8 @@ import yaml
 from e2e_support import TIMINGS, artifacts_dir, record
 
 from adapters import processes
-from flows import stack
 from flows.settings import REPO_ROOT
+from ops import stack
 
 PII_KEY = "test-only-pii-key-0123456789abcdef"
 # Imported once while the stack starts, so the byte code is compiled before the first flow runs: otherwise the

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from flows.commands import app
+from ops.commands import app
 
 runner = CliRunner()
 COMMANDS = [

@@ -23,13 +23,13 @@ from adapters.registry import MlflowRegistry
 from flows.drift import drift_check
 from flows.ingest import ingest
 from flows.land import land
-from flows.local_prefect import local_prefect
 from flows.performance import performance_check
 from flows.register import register
 from flows.retrain import retrain
 from flows.score import score
-from flows.serve import deployment_specs, runner_deployment
 from flows.train import train
+from ops.local_prefect import local_prefect
+from ops.runner import deployment_specs, runner_deployment
 from tasks.errors import InputDataError
 from tasks.monitoring import DRIFT_EVENT, PERFORMANCE_EVENT, event_id, model_resource
 

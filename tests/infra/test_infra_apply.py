@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from adapters import processes
-from flows import infra
 from flows.settings import REPO_ROOT
+from ops import infra
 from tasks.errors import MlopsError
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from adapters import processes
-from flows import stack
 from flows.settings import REPO_ROOT
+from ops import stack
 
 pytestmark = pytest.mark.slow
 

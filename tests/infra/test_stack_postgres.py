@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from adapters import postgres, processes
-from flows import stack
+from ops import stack
 from tasks.errors import MlopsError
 
 NO_BINARIES = (

@@ -303,7 +303,7 @@ def test_pool_templates_are_the_json_files(evaluated: dict[str, Any]) -> None:
 
 @needs_terraform
 def test_pool_overrides_mean_what_mlops_infra_apply_set_means(evaluated: dict[str, Any]) -> None:
-    from flows.infra import load_template
+    from ops.infra import load_template
 
     templates = evaluated["overridden"]["work_pool_templates"]
     for pool_type in ("process", "docker", "kubernetes", "ecs"):

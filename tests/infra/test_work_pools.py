@@ -333,7 +333,7 @@ def test_docker_container_settings_are_valid_docker_create_arguments() -> None:
 
 
 def test_given_values_are_checked_and_merged_before_anything_is_sent() -> None:
-    from flows.infra import load_template, parse_assignments
+    from ops.infra import load_template, parse_assignments
     from tasks.errors import MlopsError
 
     given = parse_assignments(

@@ -1,5 +1,5 @@
 # Work pools, deployments, schedules and the deployments' event triggers (automations) on a Prefect API: the same
-# state `mlops infra apply` (flows/infra.py: pools from infra/work-pools, then `prefect deploy --all`) produces.
+# state `mlops infra apply` (ops/infra.py: pools from infra/work-pools, then `prefect deploy --all`) produces.
 
 resource "prefect_work_pool" "this" {
   for_each = local.work_pool_templates

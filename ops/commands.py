@@ -170,7 +170,7 @@ def demo(
     as_json: JsonOpt = False,
 ) -> None:
     """Run the lifecycle end to end on the embedded defaults and print the time of each phase."""
-    from flows.demo import run_demo
+    from ops.demo import run_demo
 
     def on_phase(name: str, seconds: float, result: Any) -> None:
         err.print(f"[green]✓[/green] {name:<20} {seconds:6.1f} s")
@@ -407,7 +407,7 @@ def stack_up(
 ) -> None:
     """Start the stack (what already runs is kept), apply pools and deployments, start the worker."""
     from adapters.processes import free_port
-    from flows import stack
+    from ops import stack
 
     def work() -> dict:
         state = stack.read_state()
@@ -428,7 +428,7 @@ def stack_up(
 @stack_app.command("status")
 def stack_status(as_json: JsonOpt = False) -> None:
     """PIDs, health and URLs of the stack's processes."""
-    from flows import stack
+    from ops import stack
 
     def show(r: dict) -> None:
         rows = {
@@ -443,7 +443,7 @@ def stack_status(as_json: JsonOpt = False) -> None:
 @stack_app.command("down")
 def stack_down(as_json: JsonOpt = False) -> None:
     """Save the S3 buckets to disk and stop every process of the stack by its PID."""
-    from flows import stack
+    from ops import stack
 
     run_command(as_json, "stopping the stack", stack.down, lambda r: show_mapping("Stack down", r))
 
@@ -451,7 +451,7 @@ def stack_down(as_json: JsonOpt = False) -> None:
 @stack_app.command("env")
 def stack_env(as_json: JsonOpt = False) -> None:
     """Print `export` lines that point the `stack` profile and the Prefect CLI at the running stack."""
-    from flows import stack
+    from ops import stack
 
     if as_json:
         sys.stdout.write(json.dumps({"ok": True, "result": stack.status()["env"]}) + "\n")
@@ -498,7 +498,7 @@ def infra_apply(
     as_json: JsonOpt = False,
 ) -> None:
     """Create or update the work pools from infra/work-pools, then deploy prefect.yaml; twice changes nothing."""
-    from flows import infra
+    from ops import infra
 
     def work() -> dict:
         defaults = infra.read_defaults_file(defaults_file) if defaults_file else {}
@@ -644,7 +644,7 @@ def serve(
     limit: Annotated[int | None, typer.Option("--limit", help="Most flow runs at once.")] = None,
 ) -> None:
     """Serve prefect.yaml's deployments from this process (triggers, schedules, limits) until stopped."""
-    from flows.serve import serve_deployments
+    from ops.runner import serve_deployments
 
     serve_deployments(names=deployment or None, with_schedules=schedules, limit=limit)
 
@@ -664,7 +664,7 @@ def replay(
     as_json: JsonOpt = False,
 ) -> None:
     """Replay months through the real loop (events, triggered retrains, gate) against static and oracle policies."""
-    from flows.replay import run_replay
+    from ops.replay import run_replay
     from tasks.replay import month_table, summary_rows
 
     def on_month(record: dict) -> None:

@@ -37,7 +37,7 @@ def main() -> None:
         os.environ.setdefault(key, value)
     Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     tempfile.tempdir = None  # re-read TMPDIR
-    from flows.commands import app
+    from ops.commands import app
 
     sys.exit(app())
 

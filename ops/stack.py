@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters import postgres, processes
-from flows import infra
 from flows.settings import REPO_ROOT, mlops_home
+from ops import infra
 from tasks.errors import MlopsError
 
 BUCKETS = ("mlops-landing", "mlops-lake", "mlops-mlflow")
@@ -247,7 +247,7 @@ def _ensure(state: dict, name: str, ports: Ports, env: dict[str, str], backend: 
 
 
 def apply_infra(env: dict[str, str]) -> float:
-    """Create or update the process work pool and `prefect deploy --all` (flows/infra.py); seconds taken.
+    """Create or update the process work pool and `prefect deploy --all` (ops/infra.py); seconds taken.
 
     Only the pool the stack's worker serves: container pools can be applied to this server too
     (`mlops infra apply --profile stack`), but no worker for them runs here.

@@ -34,13 +34,13 @@ from flows.context import Context, build_context
 from flows.drift import drift_check
 from flows.ingest import ingest
 from flows.land import land
-from flows.local_prefect import deployment_ids, local_prefect, wait_for_retrains
 from flows.performance import performance_check
 from flows.register import register
 from flows.score import score
 from flows.settings import mlops_home
 from flows.snapshots import latest_snapshot_uri, read_snapshots
 from flows.train import train
+from ops.local_prefect import deployment_ids, local_prefect, wait_for_retrains
 from tasks import plots
 from tasks import replay as rules
 from tasks.errors import InputDataError, MlopsError

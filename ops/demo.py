@@ -19,11 +19,11 @@ from flows.context import build_context
 from flows.drift import drift_check
 from flows.ingest import ingest
 from flows.land import land
-from flows.local_prefect import deployment_ids, local_prefect, wait_for_retrains
 from flows.register import register
 from flows.score import score
 from flows.settings import mlops_home
 from flows.train import train
+from ops.local_prefect import deployment_ids, local_prefect, wait_for_retrains
 
 DEMO_MONTHS = ("2013-01", "2013-02", "2013-03")
 SCORE_MONTHS = ("2013-04", "2013-05", "2013-06")

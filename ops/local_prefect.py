@@ -17,7 +17,7 @@ from pathlib import Path
 from uuid import UUID
 
 from adapters import processes
-from flows.serve import REPO_ROOT
+from ops.runner import REPO_ROOT
 from tasks.errors import MlopsError
 
 SERVER_START_TIMEOUT_SECONDS = 180

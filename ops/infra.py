@@ -134,7 +134,7 @@ def resolve_api_url(profile: str | None) -> str:
     """
     chosen = profile or os.environ.get("MLOPS_PROFILE") or DEFAULT_PROFILE
     if chosen == "stack":
-        from flows import stack  # imported here: flows.stack imports this module to apply the process pool
+        from ops import stack  # imported here: ops.stack imports this module to apply the process pool
 
         report = stack.status()
         if not report["components"]["prefect"]["healthy"]:
