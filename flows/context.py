@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+from adapters import compute
 from adapters.registry import MlflowRegistry
 from adapters.secrets import resolve_secret
 from adapters.storage import Storage, storage_for
@@ -20,6 +22,10 @@ class Context:
 
     def storage(self, uri: str) -> Storage:
         return storage_for(uri, s3_endpoint_url=self.settings.storage.s3_endpoint_url)
+
+    def model_threads(self) -> AbstractContextManager[None]:
+        """The thread policy around a model fit or predict: ``with ctx.model_threads(): model.fit(...)``."""
+        return compute.model_threads(self.settings.compute.model_threads)
 
     def pii_key(self) -> bytes | None:
         """The keyed-hash secret, fetched only when the PII policy hashes a column."""

@@ -71,11 +71,12 @@ def load_model(ctx: Context, version: VersionRef):
 def run_gate(ctx: Context, window: pd.DataFrame, challenger_model, champion_model) -> gate_logic.GateDecision:
     uc = ctx.usecase
     X, y = training.feature_frame(window, uc), window[uc.target.name].to_numpy()
-    p_challenger = challenger_model.predict_proba(X)[:, 1]
+    with ctx.model_threads():
+        p_challenger = challenger_model.predict_proba(X)[:, 1]
+        p_champion = champion_model.predict_proba(X)[:, 1] if champion_model is not None else None
     challenger_metrics = metrics.evaluate(y, p_challenger, uc.model.decision_threshold, uc.kpi)
     champion_metrics = bootstrap = None
-    if champion_model is not None:
-        p_champion = champion_model.predict_proba(X)[:, 1]
+    if p_champion is not None:
         champion_metrics = metrics.evaluate(y, p_champion, uc.model.decision_threshold, uc.kpi)
         g = uc.gate
         bootstrap = gate_logic.paired_bootstrap(

@@ -22,7 +22,6 @@ manifest lists. Paths starting with ``_`` are skipped by Hive-style dataset read
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -34,7 +33,6 @@ from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
-from threadpoolctl import threadpool_limits
 
 from adapters.model_cache import load_cached
 from adapters.parquet_stream import describe_parquet, read_chunks
@@ -100,7 +98,6 @@ class ScoringJob:
     scores_uri: str
     quarantine_uri: str
     chunk_rows: int
-    model_threads: int | None
 
 
 def model_ref(ctx: Context, alias: str) -> ModelRef:
@@ -211,7 +208,7 @@ def check_output(ctx: Context, scores_uri: str) -> None:
 def score_partition(ctx: Context, job: ScoringJob, part: Partition) -> PartitionResult:
     """Read one partition chunk by chunk; write its scores and its quarantined rows, one part per chunk."""
     model = _model(ctx, job.model)
-    with threadpool_limits(job.model_threads, user_api="openmp"):  # this thread only (OpenMP's are per thread)
+    with ctx.model_threads():  # entered in the partition's own thread: OpenMP's thread count is per thread
         return _score_partition(ctx, job, part, model)
 
 
@@ -258,18 +255,6 @@ def run_partitions(ctx: Context, job: ScoringJob, partitions: tuple[Partition, .
             if progress is not None:
                 update_progress_artifact(progress, 100.0 * len(results) / len(partitions))
     return results
-
-
-def _model_threads(ctx: Context) -> int | None:
-    """OpenMP threads one partition's model may use: the cores shared by the partitions running at once.
-
-    Two predictions each running a team of one thread per core oversubscribe the cores (measured here: 2 threads
-    x 2 OpenMP threads score 2x slower than 2 x 1). Dask workers get one thread from Dask itself (None: as is).
-    """
-    spec = ctx.usecase.scoring
-    if spec.runner == "dask":
-        return None
-    return max(1, len(os.sched_getaffinity(0)) // spec.threads)
 
 
 def _task_runner(ctx: Context) -> Any:
@@ -332,7 +317,6 @@ def score(
         scores_uri=join_uri(root, where),
         quarantine_uri=join_uri(root, QUARANTINE_DIR, where),
         chunk_rows=uc.scoring.chunk_rows,
-        model_threads=_model_threads(ctx),
     )
     check_output(ctx, job.scores_uri)
     load_model(ctx, model.ref)

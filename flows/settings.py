@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from tasks.errors import ConfigError
 from tasks.usecase import Strict, UseCase
@@ -50,6 +50,12 @@ class MlflowSettings(Strict):
     http_timeout_seconds: int = 30
 
 
+class ComputeSettings(Strict):
+    """The thread policy (adapters/compute.py): native threads one model fit or prediction may use."""
+
+    model_threads: int = Field(default=1, ge=1, le=256)
+
+
 class Settings(Strict):
     """Everything a flow needs besides the use case."""
 
@@ -59,6 +65,7 @@ class Settings(Strict):
     secrets: SecretsSettings
     storage: StorageSettings
     mlflow: MlflowSettings
+    compute: ComputeSettings = ComputeSettings()
 
 
 def config_dir() -> Path:

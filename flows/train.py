@@ -26,12 +26,18 @@ _RUNTIME_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "skops")
 
 @compute_step("fit-pipeline")
 def fit(ctx: Context, split: TimeSplit):
-    return training.fit_pipeline(training.build_pipeline(ctx.usecase), split, ctx.usecase)
+    with ctx.model_threads():
+        return training.fit_pipeline(training.build_pipeline(ctx.usecase), split, ctx.usecase)
 
 
 @compute_step("evaluate-model")
 def evaluate_model(ctx: Context, pipeline, split: TimeSplit) -> dict:
     """Metrics, plots, importances, contract and drift reference: everything logged with the model."""
+    with ctx.model_threads():
+        return _evaluate(ctx, pipeline, split)
+
+
+def _evaluate(ctx: Context, pipeline, split: TimeSplit) -> dict:
     uc = ctx.usecase
     label = uc.target.name
     scores = {}
@@ -96,18 +102,19 @@ def log_run(
         DatasetRef(name=f"{uc.name}-{r.period}", uri=r.uri, digest=r.version, rows=r.rows, context="training")
         for r in refs
     ]
-    return ctx.registry().log_training_run(
-        experiment=uc.name,
-        run_name=f"train-{'_'.join(r.period for r in refs)}",
-        params=params,
-        metrics=found,
-        tags=tags,
-        model=pipeline,
-        input_example=_signature_example(training.feature_frame(split.validation.head(5), uc)),
-        datasets=datasets,
-        artifacts=evaluation["artifacts"],
-        pip_requirements=[f"{p}=={metadata.version(p)}" for p in _RUNTIME_PACKAGES],
-    )
+    with ctx.model_threads():  # the model's signature is inferred from a prediction
+        return ctx.registry().log_training_run(
+            experiment=uc.name,
+            run_name=f"train-{'_'.join(r.period for r in refs)}",
+            params=params,
+            metrics=found,
+            tags=tags,
+            model=pipeline,
+            input_example=_signature_example(training.feature_frame(split.validation.head(5), uc)),
+            datasets=datasets,
+            artifacts=evaluation["artifacts"],
+            pip_requirements=[f"{p}=={metadata.version(p)}" for p in _RUNTIME_PACKAGES],
+        )
 
 
 @flow(name="train", log_prints=False)

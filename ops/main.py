@@ -11,7 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from flows.settings import mlops_home
+from adapters import compute
+from flows.settings import load_settings, mlops_home
+from tasks.errors import ConfigError
 
 
 def process_defaults(home: Path) -> dict[str, str]:
@@ -31,10 +33,20 @@ def process_defaults(home: Path) -> dict[str, str]:
     }
 
 
+def configured_model_threads() -> int:
+    """``compute.model_threads`` of the config; the default when the config is broken (the command says why)."""
+    try:
+        return load_settings().compute.model_threads
+    except ConfigError:
+        return compute.DEFAULT_MODEL_THREADS
+
+
 def main() -> None:
     home = mlops_home()
     for key, value in process_defaults(home).items():
         os.environ.setdefault(key, value)
+    # before numpy / scikit-learn load OpenMP: servers, runners and flow-run processes started from here inherit it
+    compute.apply_to_process(configured_model_threads())
     Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     tempfile.tempdir = None  # re-read TMPDIR
     from ops.commands import app

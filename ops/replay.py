@@ -115,11 +115,12 @@ def run_replay(
         timings["loop_seconds"] = round(time.perf_counter() - tick - timings["base_seconds"], 1)
         tick = time.perf_counter()
         frames = _month_frames(ctx, sorted({*base_months, *months}))
-        baselines = policy_baselines(ctx, frames, base_months, months, trailing_months)
-        timings["baselines_seconds"] = round(time.perf_counter() - tick, 1)
-        tick = time.perf_counter()
-        offline = champion_aucs(ctx, frames, records)
-        checks = promotion_checks(ctx, frames, records, months)
+        with ctx.model_threads():  # the baselines fit, the checks predict: same thread policy as the flows
+            baselines = policy_baselines(ctx, frames, base_months, months, trailing_months)
+            timings["baselines_seconds"] = round(time.perf_counter() - tick, 1)
+            tick = time.perf_counter()
+            offline = champion_aucs(ctx, frames, records)
+            checks = promotion_checks(ctx, frames, records, months)
         timings["registry_checks_seconds"] = round(time.perf_counter() - tick, 1)
     timings["total_seconds"] = round(time.perf_counter() - started, 1)
     timings["month_seconds"] = {r["month"]: r["seconds"]["total"] for r in records}

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters import postgres, processes
-from flows.settings import REPO_ROOT, mlops_home
+from adapters import compute, postgres, processes
+from flows.settings import REPO_ROOT, load_settings, mlops_home
 from ops import infra
 from tasks.errors import MlopsError
 
@@ -81,7 +81,11 @@ def _process_env(ports: Ports) -> dict[str, str]:
 
 def _worker_env() -> dict[str, str]:
     """What the worker (and the flow-run processes it starts, which inherit its environment) runs with."""
+    threads = load_settings().compute.model_threads
     return {
+        # the thread policy from each flow-run process's start (config/base.yaml compute.model_threads)
+        **compute.thread_env(threads),
+        "MLOPS_MODEL_THREADS": str(threads),
         # poll for scheduled and triggered runs every 2 s, not Prefect's 10 s: a triggered retrain or a
         # `prefect deployment run` starts within seconds (the server is on loopback: polls are cheap)
         "PREFECT_WORKER_QUERY_SECONDS": "2",

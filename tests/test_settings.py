@@ -83,3 +83,16 @@ def test_malformed_yaml_is_named(config):
     (config / "base.yaml").write_text("usecase: [unclosed\n")
     with pytest.raises(ConfigError, match=r"base\.yaml: not valid YAML"):
         load_settings()
+
+
+def test_thread_policy_defaults_to_one_and_follows_its_variable(config, monkeypatch):
+    monkeypatch.delenv("MLOPS_MODEL_THREADS", raising=False)
+    assert load_settings().compute.model_threads == 1
+    monkeypatch.setenv("MLOPS_MODEL_THREADS", "3")
+    assert load_settings().compute.model_threads == 3
+
+
+def test_thread_policy_below_one_names_the_key(config, monkeypatch):
+    monkeypatch.setenv("MLOPS_MODEL_THREADS", "0")
+    with pytest.raises(ConfigError, match=r"compute\.model_threads"):
+        load_settings()
