@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ops import command_log
 from tasks.errors import MlopsError
 
 app = typer.Typer(
@@ -38,16 +39,32 @@ ProfileOpt = Annotated[
 UsecaseOpt = Annotated[str | None, typer.Option("--usecase", help="Use case in config/usecases/. Env: MLOPS_USECASE.")]
 
 
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show logs and the traceback of a failure on the terminal. Env: MLOPS_DEBUG=1."),
+    ] = False,
+) -> None:
+    """Run the model lifecycle: land, ingest, train, register, score, monitor."""
+    command_log.set_debug(debug)
+
+
 def run_command(as_json: bool, label: str, work: Callable[[], Any], show: Callable[[Any], None]) -> None:
-    """Run ``work`` with a spinner, print its result as JSON or via ``show``; turn known errors into one line."""
+    """Run ``work`` with a spinner, print its result as JSON or via ``show``; turn known errors into one line.
+
+    Logs go to a log file of this run (``command_log``); on failure the line names it and it holds the traceback.
+    """
     started = time.perf_counter()
+    log = command_log.new_log_file(label)
     try:
-        with _quiet_stdout(as_json), _spinner(label):
+        with _quiet_stdout(as_json), command_log.logs_to(log), _spinner(label):
             result = work()
-    except MlopsError as exc:
-        _fail(as_json, str(exc))
     except Exception as exc:  # a flow run re-raises what failed inside it; keep the one-line contract
-        _fail(as_json, f"{type(exc).__name__}: {exc}".splitlines()[0])
+        command_log.record_failure(log, exc)
+        message = str(exc) if isinstance(exc, MlopsError) else f"{type(exc).__name__}: {exc}"
+        first = message.splitlines()[0] if message.strip() else type(exc).__name__
+        _fail(as_json, first if command_log.debug_enabled() else f"{first} (traceback and logs: {log})")
     elapsed = round(time.perf_counter() - started, 2)
     if as_json:
         sys.stdout.write(json.dumps({"ok": True, "seconds": elapsed, "result": result}, default=str) + "\n")
