@@ -56,6 +56,12 @@ class ComputeSettings(Strict):
     model_threads: int = Field(default=1, ge=1, le=256)
 
 
+class WaitSettings(Strict):
+    """How the demo and the replay wait for a triggered run: while it progresses, and no longer without progress."""
+
+    no_progress_seconds: int = Field(default=900, ge=10)
+
+
 class Settings(Strict):
     """Everything a flow needs besides the use case."""
 
@@ -66,6 +72,7 @@ class Settings(Strict):
     storage: StorageSettings
     mlflow: MlflowSettings
     compute: ComputeSettings = ComputeSettings()
+    waits: WaitSettings = WaitSettings()
 
 
 def config_dir() -> Path:

@@ -244,7 +244,10 @@ def demo(
             err.print("no retraining was requested by the drift checks")
         err.print(f"total {r['total_seconds']:.1f} s in phases; Prefect UI was at {r['prefect']['api_url']}")
 
-    run_command(as_json, "demo", lambda: run_demo(profile=profile, on_phase=on_phase), show)
+    def on_progress(line: str) -> None:  # a triggered run that takes long is shown moving, not silently awaited
+        err.print(f"  … {line}", highlight=False, markup=False)
+
+    run_command(as_json, "demo", lambda: run_demo(profile=profile, on_phase=on_phase, on_progress=on_progress), show)
 
 
 @app.command()
@@ -687,6 +690,9 @@ def replay(
     def on_month(record: dict) -> None:
         err.print(f"[green]✓[/green] {record['month']}  {record['seconds']['total']:6.1f} s")
 
+    def on_progress(line: str) -> None:
+        err.print(f"  … {line}", highlight=False, markup=False)
+
     def show(r: dict) -> None:
         lines = month_table(r)
         table = Table(title=f"Replay {r['months'][0]}..{r['months'][-1]} (first champion on {', '.join(r['base'])})")
@@ -700,6 +706,8 @@ def replay(
     run_command(
         as_json,
         f"replaying {first}..{last}",
-        lambda: run_replay(first=first, last=last, base=base, home=home, usecase=usecase, on_month=on_month),
+        lambda: run_replay(
+            first=first, last=last, base=base, home=home, usecase=usecase, on_month=on_month, on_progress=on_progress
+        ),
         show,
     )

@@ -49,7 +49,6 @@ from tasks.landing import expand_months
 RETRAIN_DEPLOYMENT = "retrain"
 PROFILE = "local"  # the replay owns a fresh local home: no other profile's stores are touched
 HOME_MARKER = ".mlops-replay"
-RETRAIN_TIMEOUT_SECONDS = 1800.0
 _PASSED_ENV = ("MLOPS_PII_KEY", "MLOPS_CONFIG_DIR", "MLOPS_USECASE")
 CHAMPION = "champion"
 
@@ -65,8 +64,9 @@ def run_replay(
     home: Path | str | None = None,
     usecase: str | None = None,
     trailing_months: int = 3,
-    retrain_timeout_seconds: float = RETRAIN_TIMEOUT_SECONDS,
+    no_progress_seconds: float | None = None,
     on_month: Callable[[dict], None] | None = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Replay ``first``..``last`` month by month through the real loop, then compare with static and oracle.
 
@@ -77,12 +77,13 @@ def run_replay(
         home: The replay's MLOPS_HOME; emptied first when a replay made it, refused when it holds anything else.
         usecase: Use case name (default: the settings').
         trailing_months: Months the oracle trains on before each month (as the retrain deployment does).
-        retrain_timeout_seconds: How long one month may wait for its retrain runs.
+        no_progress_seconds: How long a retrain run may show no progress (default: config waits).
         on_month: Called with each month's record as soon as it is done (progress).
+        on_progress: Called with the phase and elapsed time while a month waits for its retrain runs.
 
     Raises:
         MlopsError: bad months, a home the replay does not own, the first model refused by the gate, a retrain
-            run that failed, never appeared or did not finish in time.
+            run that failed, never appeared or stopped progressing.
     """
     months, base_months = expand_months(f"{first}..{last}"), expand_months(base)
     if max(base_months) >= months[0]:
@@ -103,13 +104,15 @@ def run_replay(
     ):
         timings["prefect_start"] = prefect.seconds
         ctx = build_context(PROFILE, usecase)
+        waits = no_progress_seconds or ctx.settings.waits.no_progress_seconds
+        where = f" | logs: {', '.join(prefect.logs())}"
         tick = time.perf_counter()
         first_champion = _first_champion(base_months, usecase)
         timings["base_seconds"] = round(time.perf_counter() - tick, 1)
         deployment_id = deployment_ids(prefect.api_url)[RETRAIN_DEPLOYMENT]
         records = []
         for month in months:
-            records.append(replay_month(ctx, month, deployment_id, usecase, retrain_timeout_seconds))
+            records.append(replay_month(ctx, month, deployment_id, usecase, waits, on_progress, where))
             if on_month:
                 on_month(records[-1])
         timings["loop_seconds"] = round(time.perf_counter() - tick - timings["base_seconds"], 1)
@@ -151,7 +154,15 @@ def _first_champion(base_months: list[str], usecase: str | None) -> dict:
     return {"version": decision["version"], "run_id": trained["run_id"], "holdout": trained["metrics"]["holdout"]}
 
 
-def replay_month(ctx: Context, month: str, deployment_id: str, usecase: str | None, timeout_seconds: float) -> dict:
+def replay_month(
+    ctx: Context,
+    month: str,
+    deployment_id: str,
+    usecase: str | None,
+    no_progress_seconds: float,
+    on_progress: Callable[[str], None] | None = None,
+    where: str = "",
+) -> dict:
     """One month of the loop: land, ingest, score, performance and drift checks, then the retrains they started.
 
     When scoring refuses the batch (it fails a table-level check of the champion's contract), nothing is scored, so
@@ -186,7 +197,12 @@ def replay_month(ctx: Context, month: str, deployment_id: str, usecase: str | No
         drift = timed("drift", lambda: drift_check(window=month, profile=PROFILE, usecase=usecase))
         events = [c["event"] for c in (perf, drift) if c.get("event")]
     if events:
-        runs = timed("retrain", lambda: wait_for_retrains(deployment_id, month, len(events), emitted, timeout_seconds))
+        runs = timed(
+            "retrain",
+            lambda: wait_for_retrains(
+                deployment_id, month, len(events), emitted, no_progress_seconds, on_progress, where
+            ),
+        )
         outcomes = [retrain_outcome(ctx, run) for run in runs]
     after = registry.get_alias(name, CHAMPION)
     seconds["total"] = round(sum(seconds.values()), 1)
