@@ -44,7 +44,7 @@ demo: setup
 	$(VENV)/bin/mlops demo
 
 test: setup lint $(CHECKOV_ENV)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --junitxml=var/reports/junit.xml
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -78,3 +78,9 @@ clean:
 .PHONY: bench-replay
 bench-replay: setup
 	$(VENV)/bin/python bench/replay.py
+
+# the demo's phases and `mlops train`, idle vs beside 2 CPU-bound processes it starts and stops; then the ten slowest
+# test files of the last `make test` (var/reports/junit.xml). Two demos: many minutes
+.PHONY: bench-load
+bench-load: setup
+	$(VENV)/bin/python bench/load.py

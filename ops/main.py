@@ -21,7 +21,13 @@ def process_defaults(home: Path) -> dict[str, str]:
     return {
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+        # timeouts that fit a busy machine (README "Under CPU load"): Prefect's 20 s start-up, 60 s API reads and
+        # 10 s SQLite waits fail whole commands at load 10-20 ("ReadTimeout: timed out"); a healthy server
+        # answers far sooner, so larger limits cost nothing when the machine is idle
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
+        "PREFECT_API_REQUEST_TIMEOUT": "300",
+        "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
+        "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT": "30",
         "PREFECT_TASKS_DEFAULT_NO_CACHE": "true",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "GX_ANALYTICS_ENABLED": "false",

@@ -96,3 +96,12 @@ def test_thread_policy_below_one_names_the_key(config, monkeypatch):
     monkeypatch.setenv("MLOPS_MODEL_THREADS", "0")
     with pytest.raises(ConfigError, match=r"compute\.model_threads"):
         load_settings()
+
+
+def test_the_command_applies_the_configured_threads_and_survives_a_broken_config(config, monkeypatch, tmp_path):
+    from ops.main import configured_model_threads
+
+    monkeypatch.setenv("MLOPS_MODEL_THREADS", "2")
+    assert configured_model_threads() == 2
+    (config / "base.yaml").write_text("compute: [not, a, mapping")
+    assert configured_model_threads() == 1, "the default; the command itself then reports the broken file"
