@@ -111,6 +111,39 @@ def print_comparison(idle: dict, loaded: dict) -> bool:
     return met
 
 
+def thread_policy(burner_count: int, limit_seconds: float) -> None:
+    """HistGradientBoosting fit + 20 predictions, 1 vs 2 OpenMP threads, idle vs loaded: why the default is 1."""
+    code = (
+        "import sys, time, numpy as np\n"
+        "from sklearn.ensemble import HistGradientBoostingClassifier\n"
+        "from adapters.compute import model_threads\n"
+        "rng = np.random.default_rng(0); X = rng.normal(size=(80_000, 20))\n"
+        "y = (X[:, 0] + rng.normal(size=80_000) > 0).astype(int)\n"
+        "with model_threads(int(sys.argv[1])):\n"
+        "    t = time.perf_counter(); m = HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(X, y)\n"
+        "    f = time.perf_counter() - t; t = time.perf_counter()\n"
+        "    [m.predict_proba(X[:5000]) for _ in range(20)]\n"
+        "print(f, time.perf_counter() - t)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+    def once(threads: int) -> tuple[float, float]:
+        out = subprocess.run([sys.executable, "-c", code, str(threads)], env=env, cwd=REPO, capture_output=True)
+        fit, predict = out.stdout.split()
+        return float(fit), float(predict)
+
+    print("\nthread policy: HGB fit on 80k x 20 + 20 x predict 5k rows, model_threads 1 vs 2 (alternated)")
+    for label, count in (("idle", 0), (f"loaded ({burner_count} burners)", burner_count)):
+        with burners(count, limit_seconds):
+            for threads in (1, 2, 1, 2):
+                fit, predict = once(threads)
+                print(
+                    f"  {label:<20} threads {threads}: fit {fit:6.2f} s, predict {predict:6.2f} s, "
+                    f"load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burners", type=int, default=2, help="CPU-bound background processes when loaded")
@@ -118,6 +151,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=REPO / "var" / "reports" / "junit.xml", help="JUnit report")
     parser.add_argument("--run-tests", action="store_true", help="run the whole test suite first (opt-in, slow)")
     parser.add_argument("--skip-phases", action="store_true", help="only the slowest test files")
+    parser.add_argument("--threads", action="store_true", help="also time a fit with 1 vs 2 threads (opt-in)")
     args = parser.parse_args()
 
     threads = {k: os.environ.get(k, "(unset)") for k in ("MLOPS_MODEL_THREADS", "OMP_NUM_THREADS")}
@@ -142,6 +176,8 @@ def main() -> None:
             f"\ndemo succeeded: idle {idle['demo_ok']}, loaded {loaded['demo_ok']}; "
             f"every judged phase within {GOAL}x: {'MET' if met and loaded['demo_ok'] else 'MISSED'}"
         )
+    if args.threads:
+        thread_policy(args.burners, args.burn_limit)
     if args.run_tests:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "pytest", "-q", f"--junitxml={args.report}"], cwd=REPO, check=False)
