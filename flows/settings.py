@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from tasks.errors import ConfigError
+from tasks.serving import ApiSettings
 from tasks.usecase import Strict, UseCase
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +60,7 @@ class Settings(Strict):
     secrets: SecretsSettings
     storage: StorageSettings
     mlflow: MlflowSettings
+    api: ApiSettings = ApiSettings()
 
 
 def config_dir() -> Path:
