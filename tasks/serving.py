@@ -25,10 +25,12 @@ from tasks import scoring
 from tasks.contract import ReferenceSketch
 from tasks.errors import MlopsError
 from tasks.expectations import ExpectationSpec
+from tasks.privacy import apply_pii_policy
 from tasks.scoring import Lineage, OutlierReference, Scorer
 from tasks.training import model_inputs
 from tasks.usecase import Strict, UseCase
 
+REQUEST_ID, MODEL_ALIAS = "request_id", "model_alias"  # prediction log columns besides those of batch scores
 MAX_PROBLEMS_LISTED = 50  # a body of 10k bad rows names the first ones, and says how many more
 
 
@@ -372,6 +374,19 @@ def _reason(spec: ExpectationSpec | None, value: Any, label: str) -> str:
     if spec.kind == "in_set":
         return f"value {value!r} is not one of the contract's values"
     return f"value {value!r} fails the contract's check {label}"
+
+
+def prediction_rows(
+    scored: ScoredRequest, request_id: str, alias: str | None, usecase: UseCase, pii_key: bytes | None
+) -> pd.DataFrame:
+    """The prediction log's rows of one request: outputs and lineage, the inputs after the PII policy, ids."""
+    inputs = apply_pii_policy(scored.frame.drop(columns=[usecase.id_column]), usecase.pii, pii_key)
+    rows = len(scored.scores)
+    extra = {
+        REQUEST_ID: pd.array([request_id] * rows, dtype="str"),
+        MODEL_ALIAS: pd.array([alias or ""] * rows, dtype="str"),
+    }
+    return pd.concat([scored.scores.reset_index(drop=True), inputs.reset_index(drop=True)], axis=1).assign(**extra)
 
 
 # --- checking a candidate version --------------------------------------------------------------------------
