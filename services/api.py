@@ -75,6 +75,9 @@ def create_app(services: ApiServices) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # the first load happens before this worker accepts a request, so a worker that just started never
+        # answers 503 while its siblings serve; a version that fails to load is recorded and /ready says so
+        await run_in_threadpool(services.holder.start)
         _start(services, shadow_queue, metrics)
         try:
             yield
@@ -233,10 +236,10 @@ def _swap_recorder(metrics: ApiMetrics, holder: ModelHolder) -> Any:
 
 
 def _start(services: ApiServices, shadow_queue: queue.Queue, metrics: ApiMetrics) -> None:
-    # the first load runs in the background: /health answers at once, /ready says when a version serves
+    if services.shadow is not None:  # the shadow never delays serving: it loads in the background
+        threading.Thread(target=services.shadow.start, name="start-shadow", daemon=True).start()
     for holder in (services.holder, services.shadow):
         if holder is not None:
-            threading.Thread(target=holder.start, name=f"start-{holder.name}", daemon=True).start()
             if services.follow_events and services.settings.follow_events:
                 listener = follow_alias_events(holder)
                 if listener is not None:

@@ -67,7 +67,9 @@ def test_every_body_format_gives_the_same_scores(api, rows):
 
 def test_invocations_answers_like_mlflow(api, rows):
     client, _ = api
-    body = client.post("/invocations", json={"dataframe_split": {"columns": list(rows[0]), "data": [list(r.values()) for r in rows]}}).json()
+    body = client.post(
+        "/invocations", json={"dataframe_split": {"columns": list(rows[0]), "data": [list(r.values()) for r in rows]}}
+    ).json()
     assert len(body["predictions"]) == len(rows)
     for pair, row in zip(body["predictions"], body["rows"], strict=True):
         assert pair == pytest.approx([1 - row["probability"], row["probability"]])
@@ -82,22 +84,68 @@ def test_a_request_without_id_gets_one(api, rows):
 @pytest.mark.parametrize(
     ("send", "status", "row", "field", "words"),
     [
-        (lambda c, r: c.post("/v1/predict", content=b"[{", headers={"Content-Type": "application/json"}), 400, None, None, "malformed JSON"),
+        (
+            lambda c, r: c.post("/v1/predict", content=b"[{", headers={"Content-Type": "application/json"}),
+            400,
+            None,
+            None,
+            "malformed JSON",
+        ),
         (lambda c, r: c.post("/v1/predict", json=17), 400, None, None, "not int"),
         (lambda c, r: c.post("/v1/predict", json=[{**r[0], "colour": "red"}]), 422, 0, "colour", "unknown field"),
-        (lambda c, r: c.post("/v1/predict", json=[r[0], {k: v for k, v in r[1].items() if k != "distance"}]), 422, 1, "distance", "missing required field"),
+        (
+            lambda c, r: c.post("/v1/predict", json=[r[0], {k: v for k, v in r[1].items() if k != "distance"}]),
+            422,
+            1,
+            "distance",
+            "missing required field",
+        ),
         (lambda c, r: c.post("/v1/predict", json=[{**r[0], "temp": "warm"}]), 422, 0, "temp", "expected a number"),
-        (lambda c, r: c.post("/v1/predict", json=[{**r[0], "sched_dep_local": None}]), 422, 0, "sched_dep_local", "null is not allowed"),
-        (lambda c, r: c.post("/v1/predict", json=[r[0], r[1], {**r[2], "distance": 99999.0}]), 422, 2, "distance", "outside the contract's range"),
+        (
+            lambda c, r: c.post("/v1/predict", json=[{**r[0], "sched_dep_local": None}]),
+            422,
+            0,
+            "sched_dep_local",
+            "null is not allowed",
+        ),
+        (
+            lambda c, r: c.post("/v1/predict", json=[r[0], r[1], {**r[2], "distance": 99999.0}]),
+            422,
+            2,
+            "distance",
+            "outside the contract's range",
+        ),
         (lambda c, r: c.post("/v1/predict", json=[]), 422, None, None, "no rows"),
         (lambda c, r: c.post("/v1/predict", json=r[:1] * 201), 413, None, None, "201 rows; at most 200"),
-        (lambda c, r: c.post("/v1/predict", content=b" " * 200_001, headers={"Content-Type": "application/json"}), 413, None, None, "200001 bytes; at most 200000"),
-        (lambda c, r: c.post("/v1/predict", content=json.dumps(r).encode(), headers={"Content-Type": "text/plain"}), 415, None, None, "must be application/json, not text/plain"),
+        (
+            lambda c, r: c.post("/v1/predict", content=b" " * 200_001, headers={"Content-Type": "application/json"}),
+            413,
+            None,
+            None,
+            "200001 bytes; at most 200000",
+        ),
+        (
+            lambda c, r: c.post("/v1/predict", content=json.dumps(r).encode(), headers={"Content-Type": "text/plain"}),
+            415,
+            None,
+            None,
+            "must be application/json, not text/plain",
+        ),
         (lambda c, r: c.post("/v1/predict", content=json.dumps(r).encode()), 415, None, None, "no content type"),
     ],
     ids=[
-        "malformed-json", "not-object-or-list", "unknown-field", "missing-field", "wrong-type", "null-not-allowed",
-        "out-of-domain", "empty-list", "too-many-rows", "body-too-large", "wrong-content-type", "no-content-type",
+        "malformed-json",
+        "not-object-or-list",
+        "unknown-field",
+        "missing-field",
+        "wrong-type",
+        "null-not-allowed",
+        "out-of-domain",
+        "empty-list",
+        "too-many-rows",
+        "body-too-large",
+        "wrong-content-type",
+        "no-content-type",
     ],
 )
 def test_bad_input_gets_a_4xx_naming_row_field_and_reason(api, rows, send, status, row, field, words):
