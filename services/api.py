@@ -239,11 +239,10 @@ def _start(services: ApiServices, shadow_queue: queue.Queue, metrics: ApiMetrics
     if services.shadow is not None:  # the shadow never delays serving: it loads in the background
         threading.Thread(target=services.shadow.start, name="start-shadow", daemon=True).start()
     for holder in (services.holder, services.shadow):
-        if holder is not None:
-            if services.follow_events and services.settings.follow_events:
-                listener = follow_alias_events(holder)
-                if listener is not None:
-                    services.listeners.append(listener)
+        if holder is not None and services.follow_events and services.settings.follow_events:
+            listener = follow_alias_events(holder)
+            if listener is not None:
+                services.listeners.append(listener)
     for target in (services.log, services.shadow_log):
         if target is not None:
             target.start()

@@ -185,7 +185,7 @@ def test_unseen_category_is_scored_and_flagged(row, contract, usecase):
     assert not first["unseen"] and not first["outlier"]
     assert second["unseen"] and second["unseen_features"] == ["carrier"]
     assert second["outlier"] and second["outlier_features"] == ["distance"]  # beyond the training max, allowed
-    assert [r["label"] for r in scored.rows] == [int(0.5 >= usecase.model.decision_threshold)] * 2
+    assert [r["label"] for r in scored.rows] == [int(usecase.model.decision_threshold <= 0.5)] * 2
     assert scored.rows_unseen == 1 and scored.rows_outlier == 1
     assert scored.scores["model_version"].astype(str).tolist() == ["7", "7"]
 
