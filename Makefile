@@ -78,3 +78,10 @@ clean:
 .PHONY: bench-replay
 bench-replay: setup
 	$(VENV)/bin/python bench/replay.py
+
+.PHONY: bench-serve api
+bench-serve: setup
+	$(VENV)/bin/python bench/serve.py
+
+api: setup
+	$(VENV)/bin/mlops api
