@@ -22,8 +22,10 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 
@@ -65,6 +67,8 @@ class PredictionLog:
         window: ``hour`` or ``day``: the partition (and drift window) a row lands in, by its scoring time.
         flush_rows: Write once this many rows wait.
         flush_seconds: Write rows waiting longer than this (checked by a background thread after ``start``).
+        combine: Turns the items queued for one part into its frame (default: they are frames, concatenated).
+            A service queues cheap per-request values and builds one frame per part, off the request path.
     """
 
     def __init__(
@@ -76,17 +80,20 @@ class PredictionLog:
         window: str = "hour",
         flush_rows: int = 5000,
         flush_seconds: float = 30.0,
+        combine: Callable[[Sequence[Any]], pd.DataFrame] | None = None,
     ) -> None:
         window_batch_id(datetime.now(UTC), window)  # refuse a bad window name now, not at the first row
         if flush_rows < 1 or flush_seconds <= 0:
             raise ValueError("flush_rows must be >= 1 and flush_seconds > 0")
         self.storage, self.root, self.usecase, self.window = storage, root.rstrip("/"), usecase, window
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
+        self.combine = combine or (lambda frames: pd.concat(frames, ignore_index=True))
         self.writer = uuid.uuid4().hex[:8]
         self.rows_written = 0
         self.parts_written = 0
         self.last_error: str | None = None
-        self._buffers: dict[tuple[str, str], tuple[LoggedModel, list[pd.DataFrame]]] = {}
+        self._buffers: dict[tuple[str, str], tuple[LoggedModel, list[Any]]] = {}
+        self._counts: dict[tuple[str, str], int] = {}
         self._pending = 0
         self._seq = 0
         self._lock = threading.Lock()
@@ -96,15 +103,20 @@ class PredictionLog:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def append(self, rows: pd.DataFrame, model: LoggedModel, scored_at: datetime) -> None:
-        """Queue scored rows (one request); writes when ``flush_rows`` rows are waiting."""
-        if rows.empty:
+    def append(self, rows: Any, model: LoggedModel, scored_at: datetime, count: int | None = None) -> None:
+        """Queue scored rows (one request: a frame, or an item ``combine`` understands with ``count`` rows).
+
+        Writes when ``flush_rows`` rows are waiting (in the background thread once ``start`` ran).
+        """
+        count = len(rows) if count is None else count
+        if not count:
             return
         key = (window_batch_id(scored_at, self.window), model.version)
         with self._lock:
             entry = self._buffers.setdefault(key, (model, []))
             entry[1].append(rows)
-            self._pending += len(rows)
+            self._pending += count
+            self._counts[key] = self._counts.get(key, 0) + count
             full = self._pending >= self.flush_rows
         if full and self._thread is not None:
             self._wake.set()  # the background thread writes: the request that filled the buffer does not wait
@@ -116,24 +128,29 @@ class PredictionLog:
         with self._write_lock:
             with self._lock:
                 buffers, self._buffers, self._pending = self._buffers, {}, 0
+                counts, self._counts = self._counts, {}
                 self._last_flush = time.monotonic()
             written: list[str] = []
             keys = sorted(buffers)
             for i, key in enumerate(keys):
                 model, frames = buffers[key]
                 try:
-                    written.append(self._write(key[0], model, pd.concat(frames, ignore_index=True)))
+                    written.append(self._write(key[0], model, self.combine(frames)))
                 except Exception:
-                    self._requeue({k: buffers[k] for k in keys[i:]})  # nothing lost: the next flush retries
+                    # nothing lost: the next flush retries
+                    self._requeue({k: buffers[k] for k in keys[i:]}, {k: counts[k] for k in keys[i:]})
                     raise
             return written
 
-    def _requeue(self, buffers: dict[tuple[str, str], tuple[LoggedModel, list[pd.DataFrame]]]) -> None:
+    def _requeue(
+        self, buffers: dict[tuple[str, str], tuple[LoggedModel, list[Any]]], counts: dict[tuple[str, str], int]
+    ) -> None:
         with self._lock:
-            for key, (model, frames) in buffers.items():
+            for key, (model, items) in buffers.items():
                 entry = self._buffers.setdefault(key, (model, []))
-                entry[1][:0] = frames
-                self._pending += sum(len(f) for f in frames)
+                entry[1][:0] = items
+                self._pending += counts[key]
+                self._counts[key] = self._counts.get(key, 0) + counts[key]
 
     def _write(self, batch_id: str, model: LoggedModel, frame: pd.DataFrame) -> str:
         folder = join_uri(self.root, scoring.partition_path(batch_id, model.version))

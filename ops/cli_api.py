@@ -29,6 +29,7 @@ def build_services(profile: str | None = None, usecase: str | None = None, overr
     from adapters.storage import join_uri
     from flows.context import build_context
     from services.api import ApiServices
+    from tasks import serving
     from tasks.serving import ApiSettings
     from tasks.training import model_inputs
 
@@ -39,6 +40,9 @@ def build_services(profile: str | None = None, usecase: str | None = None, overr
 
     def holder(alias: str, version: str | None) -> ModelHolder:
         return ModelHolder(registry, uc, alias=alias, version=version, check_rows=api.check_rows, **holder_args)
+
+    hashed = [c for c in model_inputs(uc) if uc.pii.get(c) == "hash"]
+    pii_key = ctx.pii_key() if hashed else None
 
     def prediction_log(name: str) -> PredictionLog | None:
         if not api.log_predictions:
@@ -51,9 +55,9 @@ def build_services(profile: str | None = None, usecase: str | None = None, overr
             window=api.log_window,
             flush_rows=api.log_flush_rows,
             flush_seconds=api.log_flush_seconds,
+            combine=lambda requests: serving.prediction_rows(requests, uc, pii_key),
         )
 
-    hashed = [c for c in model_inputs(uc) if uc.pii.get(c) == "hash"]
     return ApiServices(
         usecase=uc,
         settings=api,
@@ -61,7 +65,7 @@ def build_services(profile: str | None = None, usecase: str | None = None, overr
         log=prediction_log("predictions"),
         shadow=holder(api.shadow_alias, None) if api.shadow_alias else None,
         shadow_log=prediction_log("predictions_shadow") if api.shadow_alias else None,
-        pii_key=ctx.pii_key() if hashed else None,
+        pii_key=pii_key,
     )
 
 

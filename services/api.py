@@ -215,8 +215,9 @@ def _log_rows(
     request_id: str,
     scored_at: datetime,
 ) -> None:
-    rows = serving.prediction_rows(scored, request_id, served.alias, services.usecase, services.pii_key)
-    target.append(rows, LoggedModel(served.name, served.alias, served.version, served.run_id), scored_at)
+    # the request queues its values; the log builds one frame per part (serving.prediction_rows) when it writes
+    model = LoggedModel(served.name, served.alias, served.version, served.run_id)
+    target.append((scored, request_id, served.alias), model, scored_at, count=len(scored.rows))
 
 
 def _row_count(exc: RequestError) -> int:

@@ -58,8 +58,8 @@ class ApiMetrics:
         self.ready.set(1 if status.ready else 0)
         served = (status.name, status.version) if status.version else None
         if served != self._served:
-            if self._served is not None:
-                self.version.remove(*self._served)
+            if self._served is not None:  # 0, not removed: in multiprocess mode a removed child keeps its file value
+                self.version.labels(*self._served).set(0)
             if served is not None:
                 self.version.labels(*served).set(1)
             self._served = served

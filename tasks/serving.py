@@ -377,16 +377,27 @@ def _reason(spec: ExpectationSpec | None, value: Any, label: str) -> str:
 
 
 def prediction_rows(
-    scored: ScoredRequest, request_id: str, alias: str | None, usecase: UseCase, pii_key: bytes | None
+    requests: Sequence[tuple[ScoredRequest, str, str | None]], usecase: UseCase, pii_key: bytes | None
 ) -> pd.DataFrame:
-    """The prediction log's rows of one request: outputs and lineage, the inputs after the PII policy, ids."""
-    inputs = apply_pii_policy(scored.frame.drop(columns=[usecase.id_column]), usecase.pii, pii_key)
-    rows = len(scored.scores)
+    """The prediction log's rows of scored requests ``(scored, request id, alias)``, built once for them all.
+
+    Per row: outputs and lineage, the inputs after the PII policy, request id and alias.
+    """
+    scores = pd.concat([_plain(s.scores) for s, _, _ in requests], ignore_index=True)
+    frames = pd.concat([s.frame for s, _, _ in requests], ignore_index=True)
+    inputs = apply_pii_policy(frames.drop(columns=[usecase.id_column]), usecase.pii, pii_key)
+    sizes = [len(s.scores) for s, _, _ in requests]
     extra = {
-        REQUEST_ID: pd.array([request_id] * rows, dtype="str"),
-        MODEL_ALIAS: pd.array([alias or ""] * rows, dtype="str"),
+        REQUEST_ID: pd.array(np.repeat([r for _, r, _ in requests], sizes), dtype="str"),
+        MODEL_ALIAS: pd.array(np.repeat([a or "" for _, _, a in requests], sizes), dtype="str"),
     }
-    return pd.concat([scored.scores.reset_index(drop=True), inputs.reset_index(drop=True)], axis=1).assign(**extra)
+    return pd.concat([scores, inputs], axis=1).assign(**extra)
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categoricals (lineage, outlier features) as strings, so frames of different requests concatenate."""
+    converted = {c: frame[c].astype("str") for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)}
+    return frame.assign(**converted)
 
 
 # --- checking a candidate version --------------------------------------------------------------------------

@@ -193,11 +193,16 @@ def test_unseen_category_is_scored_and_flagged(row, contract, usecase):
 def test_prediction_rows_carry_inputs_outputs_lineage_and_request(row, contract, usecase):
     frame = serving.records_frame([row], contract, ["a"])
     scored = serving.score_request(frame, HalfModel(), usecase, contract, LINEAGE)
-    logged = serving.prediction_rows(scored, "req-9", "champion", usecase, None)
+    other = serving.score_request(
+        serving.records_frame([row, row], contract, ["b", "c"]), HalfModel(), usecase, contract, LINEAGE
+    )
+    logged = serving.prediction_rows([(scored, "req-9", "champion"), (other, "req-10", None)], usecase, None)
     for column in ("probability", "predicted_label", "model_version", "batch_id", "scored_at", "distance", "carrier"):
         assert column in logged.columns
-    assert logged["request_id"].tolist() == ["req-9"] and logged["model_alias"].tolist() == ["champion"]
-    assert logged[usecase.id_column].tolist() == ["f-1"]
+    assert logged["request_id"].tolist() == ["req-9", "req-10", "req-10"]
+    assert logged["model_alias"].tolist() == ["champion", "", ""]
+    assert logged[usecase.id_column].tolist() == ["f-1", "f-1", "f-1"]
+    assert logged["model_version"].tolist() == ["7"] * 3
 
 
 def test_reference_rows_pass_the_contract_and_score(usecase, contract):
