@@ -223,3 +223,25 @@ def test_prediction_log_is_a_window_the_drift_check_judges(service_env, served):
     assert result["window"] == manifest["batch_id"] and stored["verdict"]["rows"] == 600
     assert result["model"]["version"] == served["versions"][-1]
     assert result["drifted"] in (True, False)  # judged: a window under the minimum size would give None
+
+
+def test_shadow_alias_scores_the_same_rows_off_the_request_path(service_env, served):
+    services = build_services(overrides={**QUIET, "shadow_alias": "challenger"})
+    rows = request_rows(served["feb_frame"], 4)
+    with TestClient(create_app(services)) as client:
+        _ready(client)
+        assert services.shadow.wait_for_version(services.shadow.registry.get_alias(MODEL, "challenger").version, 120)
+        for i in range(3):
+            assert client.post("/v1/predict", json=rows, headers={"X-Request-ID": f"shadow-{i}"}).status_code == 200
+        info = client.get("/v1/model").json()
+        assert info["shadow"]["alias"] == "challenger"
+    lake = service_env / "lake" / USECASE
+    main = pd.concat(pd.read_parquet(p) for p in (lake / "predictions").rglob("*.parquet"))
+    shadow = pd.concat(pd.read_parquet(p) for p in (lake / "predictions_shadow").rglob("*.parquet"))
+    assert (
+        sorted(shadow["request_id"].unique())
+        == sorted(main["request_id"].unique())
+        == ["shadow-0", "shadow-1", "shadow-2"]
+    )
+    assert len(shadow) == len(main) == 12
+    assert set(shadow["model_alias"]) == {"challenger"} and set(main["model_alias"]) == {"champion"}
