@@ -21,7 +21,7 @@ def test_every_object_validates_strictly() -> None:
     from kubernetes_validate.utils import latest_version
 
     objects = _objects()
-    assert set(objects) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+    assert set(objects) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"}
     for manifest in objects.values():
         kubernetes_validate.validate(manifest, latest_version(), strict=True)
 
@@ -48,7 +48,7 @@ def test_deployment_probes_security_and_resources() -> None:
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert container["command"][:2] == ["mlops", "api"]
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp", "/var/mlops"}
-    assert all("value" not in e or "KEY" not in e["name"] for e in container["env"])  # secrets only by reference
+    assert not [e for e in container["env"] if "KEY" in e["name"] or "SECRET" in e["name"]]  # no secret in the pod
     selector = objects["Deployment"]["spec"]["selector"]["matchLabels"]
     assert (
         objects["Service"]["spec"]["selector"]
