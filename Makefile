@@ -84,3 +84,9 @@ bench-replay: setup
 .PHONY: bench-load
 bench-load: setup
 	$(VENV)/bin/python bench/load.py
+.PHONY: bench-serve api
+bench-serve: setup
+	$(VENV)/bin/python bench/serve.py
+
+api: setup
+	$(VENV)/bin/mlops api

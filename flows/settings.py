@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from tasks.errors import ConfigError
+from tasks.serving import ApiSettings
 from tasks.usecase import Strict, UseCase
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +74,7 @@ class Settings(Strict):
     mlflow: MlflowSettings
     compute: ComputeSettings = ComputeSettings()
     waits: WaitSettings = WaitSettings()
+    api: ApiSettings = ApiSettings()
 
 
 def config_dir() -> Path:
