@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from tasks.errors import ConfigError
+from tasks.stream_settings import StreamSettings
 from tasks.usecase import Strict, UseCase
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +60,7 @@ class Settings(Strict):
     secrets: SecretsSettings
     storage: StorageSettings
     mlflow: MlflowSettings
+    stream: StreamSettings = StreamSettings()
 
 
 def config_dir() -> Path:
