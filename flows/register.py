@@ -11,6 +11,7 @@ import pandas as pd
 from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 
+from adapters.alias_events import emit_alias_moved
 from adapters.registry import MlflowRegistry, VersionRef
 from flows.context import Context, build_context
 from flows.snapshots import read_snapshots
@@ -38,9 +39,11 @@ def register_version(ctx: Context, run_id: str) -> VersionRef:
 
 @io_step("move-alias")
 def move_alias(ctx: Context, alias: str, version: str, reason: str) -> dict:
-    move = ctx.registry().set_alias(
-        ctx.usecase.registered_model, alias, version, reason=reason, flow_run_id=str(runtime.flow_run.id or "") or None
-    )
+    """Move the alias, record it, and tell running services (``mlops.model.alias_moved``; they poll as well)."""
+    flow_run_id = str(runtime.flow_run.id or "") or None
+    name = ctx.usecase.registered_model
+    move = ctx.registry().set_alias(name, alias, version, reason=reason, flow_run_id=flow_run_id)
+    emit_alias_moved(name, ctx.usecase.name, move.__dict__, flow_run_id)
     return move.__dict__
 
 

@@ -48,8 +48,8 @@ from tasks.expectations import ExpectationSpec
 from tasks.scoring import InputProfile, Lineage, OutlierReference, Partition, PartitionResult
 from tasks.training import model_inputs
 
-CONTRACT_ARTIFACT = "contract/expectations.json"
-SKETCH_ARTIFACT = "contract/reference_sketch.json"
+CONTRACT_ARTIFACT = contract.CONTRACT_ARTIFACT
+SKETCH_ARTIFACT = contract.SKETCH_ARTIFACT
 MANIFEST = "_manifest.json"
 QUARANTINE_DIR = "_quarantine"
 

@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from tasks.errors import ConfigError
+from tasks.serving import ApiSettings
 from tasks.stream_settings import StreamSettings
 from tasks.usecase import Strict, UseCase
 
@@ -60,6 +61,7 @@ class Settings(Strict):
     secrets: SecretsSettings
     storage: StorageSettings
     mlflow: MlflowSettings
+    api: ApiSettings = ApiSettings()
     stream: StreamSettings = StreamSettings()
 
 

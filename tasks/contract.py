@@ -21,6 +21,9 @@ from tasks.usecase import ColumnSpec, UseCase
 # training quantiles that bound the accepted range: the extreme 0.1 % on each side are not trusted as limits
 _LOW_Q, _HIGH_Q = 0.001, 0.999
 CONTRACT_FORMAT = 1
+# where training logs them in the version's run: batch scoring, the drift check and the online holder read them
+CONTRACT_ARTIFACT = "contract/expectations.json"
+SKETCH_ARTIFACT = "contract/reference_sketch.json"
 
 
 @dataclass(frozen=True)
