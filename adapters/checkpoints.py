@@ -144,15 +144,21 @@ class CheckpointTable:
 
     def release(self, shard_id: str, worker: str) -> None:
         """Hand the shard back (the checkpoint stays); a lease already lost is not an error."""
-        self._update(shard_id, "REMOVE lease_owner SET lease_expires = :zero", "lease_owner = :me",
-                     {":me": {"S": worker}, ":zero": _number(0)})
+        self._update(
+            shard_id,
+            "REMOVE lease_owner SET lease_expires = :zero",
+            "lease_owner = :me",
+            {":me": {"S": worker}, ":zero": _number(0)},
+        )
 
     # --- checkpoints ---------------------------------------------------------------------------------
 
     def begin(self, shard_id: str, worker: str, first: str, last: str) -> None:
         """Record the range about to be written. Raises LeaseLost if the shard is no longer ours."""
         self._owned(
-            shard_id, worker, "SET pending_first = :first, pending_last = :last",
+            shard_id,
+            worker,
+            "SET pending_first = :first, pending_last = :last",
             {":first": {"S": first}, ":last": {"S": last}},
         )
 
@@ -162,12 +168,16 @@ class CheckpointTable:
         Raises:
             LeaseLost: the shard is no longer ours; the checkpoint did not move.
         """
-        self._owned(shard_id, worker, "SET checkpoint = :last REMOVE pending_first, pending_last", {":last": {"S": last}})
+        self._owned(
+            shard_id, worker, "SET checkpoint = :last REMOVE pending_first, pending_last", {":last": {"S": last}}
+        )
 
     def finish(self, shard_id: str, worker: str) -> None:
         """Mark a closed shard done (its children may start) and let its lease go."""
         self._owned(
-            shard_id, worker, "SET checkpoint = :end, lease_expires = :zero REMOVE lease_owner",
+            shard_id,
+            worker,
+            "SET checkpoint = :end, lease_expires = :zero REMOVE lease_owner",
             {":end": {"S": SHARD_END}, ":zero": _number(0)},
         )
 

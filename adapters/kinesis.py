@@ -9,6 +9,7 @@ retried with capped exponential backoff and full jitter; an expired iterator is 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -86,14 +87,15 @@ class KinesisStream:
 
     def create(self, shards: int, wait_seconds: float = 30.0) -> None:
         """Create the stream with ``shards`` shards unless it exists; wait until it is active."""
-        try:
+        with contextlib.suppress(self.client.exceptions.ResourceInUseException):
             self.client.create_stream(StreamName=self.name, ShardCount=shards)
-        except self.client.exceptions.ResourceInUseException:
-            pass
         deadline = time.monotonic() + wait_seconds
-        while self._call(lambda: self.client.describe_stream_summary(StreamName=self.name))[
-            "StreamDescriptionSummary"
-        ]["StreamStatus"] != "ACTIVE":
+        while (
+            self._call(lambda: self.client.describe_stream_summary(StreamName=self.name))["StreamDescriptionSummary"][
+                "StreamStatus"
+            ]
+            != "ACTIVE"
+        ):
             if time.monotonic() > deadline:
                 raise StreamError(f"stream '{self.name}' did not become active in {wait_seconds:.0f} s")
             self.sleep(0.2)
@@ -158,7 +160,9 @@ class KinesisStream:
             todo = list(range(start, min(start + _PUT_BATCH, len(entries))))
             for attempt in range(retries + 1):
                 records = [{"PartitionKey": entries[i][0], "Data": entries[i][1]} for i in todo]
-                answer = self._call(lambda records=records: self.client.put_records(StreamName=self.name, Records=records))
+                answer = self._call(
+                    lambda records=records: self.client.put_records(StreamName=self.name, Records=records)
+                )
                 failed, codes = [], set()
                 for i, result in zip(todo, answer["Records"], strict=True):
                     if result.get("SequenceNumber"):

@@ -6,10 +6,13 @@ One process holds leases on some shards of the stream (its fair share among the 
 the REST API uses (a promotion swaps the version without a restart), write the results and the dead-letter,
 put the results on the output stream if there is one, and only then move the shard's checkpoint.
 
-Lake layout under ``root`` (``<lake>/<usecase>/stream``)::
+Lake layout under ``root`` (``<lake>/<usecase>/predictions``, the API's prediction log: the same window folders
+and lineage columns, so drift and performance checks read a stream window as they read an API window)::
 
-    predictions/stream=<name>/shard=<id>/seq-<first>-<last>.parquet   scored rows + lineage + shard, sequence
-    dead_letter/stream=<name>/shard=<id>/seq-<first>-<last>.parquet   raw payload, shard, sequence, reason
+    batch=stream-<name>-<YYYYMMDDTHH>/model=<version>/<shard>-seq-<first>-<last>.parquet
+        inputs, scores, outlier flags, lineage, + shard_id, sequence_number, partition_key, arrived_at
+    _dead_letter/stream=<name>/<shard>-seq-<first>-<last>.parquet
+        raw payload, stream, shard, sequence number, partition key, arrival time, reason, model version
 
 Exactly once into the lake: a batch's file names are its sequence range, the range is recorded in the
 checkpoint table before the files are written, and a consumer that takes over a shard with a recorded range
@@ -43,7 +46,7 @@ from tasks.stream_leases import LeaseRow, ShardInfo, held, plan_leases
 from tasks.streaming import StreamRecord, StreamSettings
 
 log = logging.getLogger(__name__)
-PREDICTIONS, DEAD_LETTER = "predictions", "dead_letter"
+DEAD_LETTER = "_dead_letter"  # hidden from Hive-style readers of the predictions root, as batch quarantines
 
 
 @dataclass
@@ -252,15 +255,9 @@ class StreamConsumer:
         first, last = batch[0].sequence_number, batch[-1].sequence_number
         replay = cursor.replay_until is not None
         self.table.begin(cursor.shard_id, self.worker, first, last)
-        scores, dead = self._score(batch, served)
-        folder = streaming.shard_folder(self.stream.name, cursor.shard_id)
-        name = streaming.range_name(first, last)
-        for kind, frame in ((PREDICTIONS, scores), (DEAD_LETTER, dead)):
-            uri = join_uri(self.root, kind, folder, name)
-            if len(frame):
-                write_parquet(self.storage, uri, frame)
-            elif replay:
-                self.storage.delete(uri)
+        window = streaming.window_batch_id(self.stream.name, batch[0].arrived_at)
+        scores, dead = self._score(batch, served, window)
+        self._write(window, served.version, streaming.part_name(cursor.shard_id, first, last), scores, dead, replay)
         if self.output is not None and len(scores):
             self.output.put(_output_entries(scores, served), retries=self.settings.put_retries)
         self.table.commit(cursor.shard_id, self.worker, last)
@@ -275,23 +272,44 @@ class StreamConsumer:
         stats.versions[served.version] = stats.versions.get(served.version, 0) + len(scores)
         return True
 
-    def _score(self, batch: list[StreamRecord], served: ServedModel) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def _write(
+        self, window: str, version: str, name: str, scores: pd.DataFrame, dead: pd.DataFrame, replay: bool
+    ) -> None:
+        """Write the batch's scores and dead-letter (atomic puts); a replay first removes what it will not rewrite.
+
+        A replay may score with another version than the crashed attempt (a promotion in between): that
+        attempt's file sits in another ``model=`` folder, and a record it dead-lettered may now be scored.
+        """
+        scores_uri = join_uri(self.root, scoring.partition_path(window, version), name)
+        dead_uri = join_uri(self.root, DEAD_LETTER, f"stream={scoring.safe_value(self.stream.name)}", name)
+        if replay:
+            batch_folder = join_uri(self.root, f"batch={window}")
+            earlier = [u for u in self.storage.list(batch_folder) if u.endswith("/" + name) and u != scores_uri]
+            for uri in [*earlier, *([scores_uri] if not len(scores) else []), *([dead_uri] if not len(dead) else [])]:
+                self.storage.delete(uri)
+        if len(scores):
+            write_parquet(self.storage, scores_uri, scores)
+        if len(dead):
+            write_parquet(self.storage, dead_uri, dead)
+
+    def _score(self, batch: list[StreamRecord], served: ServedModel, window: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Scores of the records that pass (with their inputs, as the API logs them) and the dead-letter rows."""
         decoded = streaming.decode_records(batch, served.contract)
         rejected = list(decoded.rejected)
         scores = pd.DataFrame()
         if len(decoded.frame):
-            first, last = batch[0], batch[-1]
-            ident = streaming.batch_id(self.stream.name, first.shard_id, first.sequence_number, last.sequence_number)
-            lineage = served.lineage(ident, datetime.now(UTC), self.worker)
+            lineage = served.lineage(window, datetime.now(UTC), self.worker)
             contract = served.contract
             chunk = scoring.score_chunk(
                 decoded.frame, served.model, served.usecase, contract.row_specs, contract.reference, lineage
             )
-            passing = [row for row, bad in zip(decoded.rows, chunk.failed, strict=True) if not bad]
-            refused = streaming.refused_rows(decoded.frame, chunk.failed, chunk.reasons, contract)
-            failed_rows = [row for row, bad in zip(decoded.rows, chunk.failed, strict=True) if bad]
-            rejected += list(zip(failed_rows, refused, strict=True))
-            scores = chunk.scores.assign(**streaming.stream_columns(batch, passing))
+            failed = np.asarray(chunk.failed, dtype=bool)
+            rows = np.asarray(decoded.rows)
+            refused = streaming.refused_rows(decoded.frame, failed, chunk.reasons, contract)
+            rejected += list(zip(rows[failed].tolist(), refused, strict=True))
+            inputs = decoded.frame.loc[~failed].reset_index(drop=True)
+            extra = {c: inputs[c].array for c in inputs.columns if c not in chunk.scores.columns}
+            scores = chunk.scores.assign(**extra, **streaming.stream_columns(batch, rows[~failed].tolist()))
         dead = streaming.dead_letter_frame(batch, sorted(rejected), self.stream.name, served.version)
         return scores, dead
 
@@ -299,8 +317,9 @@ class StreamConsumer:
 def _output_entries(scores: pd.DataFrame, served: ServedModel) -> list[tuple[str, bytes]]:
     ident = served.usecase.id_column
     entries = []
-    for row in scores[[ident, scoring.PROBABILITY, scoring.PREDICTED_LABEL, "shard_id", "sequence_number",
-                       "partition_key"]].itertuples(index=False):
+    for row in scores[
+        [ident, scoring.PROBABILITY, scoring.PREDICTED_LABEL, "shard_id", "sequence_number", "partition_key"]
+    ].itertuples(index=False):
         body: dict[str, Any] = {
             ident: row[0],
             "probability": float(row[1]),

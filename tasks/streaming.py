@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tasks import serving
+from tasks import scoring, serving
 from tasks.serving import RequestError, ServingContract
 from tasks.stream_settings import StreamSettings
 
@@ -161,20 +161,23 @@ def range_name(first: str, last: str) -> str:
 def parse_range_name(name: str) -> tuple[str, str]:
     """Inverse of ``range_name``: the first and last sequence number (unpadded)."""
     stem = name.rsplit("/", 1)[-1].removesuffix(".parquet")
-    prefix, first, last = stem.split("-")
+    prefix, first, last = stem.rsplit("-", 3)[-3:]
     if prefix != "seq":
         raise ValueError(f"not a stream output file: {name!r}")
     return str(int(first)), str(int(last))
 
 
-def shard_folder(stream: str, shard_id: str) -> str:
-    """Relative folder of one shard's files: ``stream=<name>/shard=<id>``."""
-    return f"stream={stream}/shard={shard_id}"
+def window_batch_id(stream: str, at: datetime) -> str:
+    """Batch id (and folder) of the hour a record arrived in, as the API's log: ``stream-<name>-20250131T14``.
+
+    The arrival time is the stream's own stamp of the batch's first record, so a replay finds the same folder.
+    """
+    return scoring.safe_value(f"stream-{stream}-{at.astimezone(UTC):%Y%m%dT%H}")
 
 
-def batch_id(stream: str, shard_id: str, first: str, last: str) -> str:
-    """The lineage batch id of a stream batch: the stream, the shard and its sequence range."""
-    return f"{stream}:{shard_id}:{first}-{last}"
+def part_name(shard_id: str, first: str, last: str) -> str:
+    """File name of a batch's scores or dead-letter: shard and sequence range (a replay rewrites the same file)."""
+    return f"{scoring.safe_value(shard_id)}-{range_name(first, last)}"
 
 
 def dead_letter_frame(
@@ -205,3 +208,21 @@ def stream_columns(records: list[StreamRecord], rows: list[int]) -> dict[str, ob
         "partition_key": pd.array([r.partition_key for r in picked], dtype="str"),
         "arrived_at": pd.to_datetime(pd.Series([r.arrived_at for r in picked], dtype="object"), utc=True).array,
     }
+
+
+# --- producing -------------------------------------------------------------------------------------------
+
+
+def row_payloads(frame: pd.DataFrame, fields: tuple[str, ...], key_column: str) -> list[tuple[str, bytes]]:
+    """Rows as (partition key, JSON object) records, shaped as the API takes a row: times ISO, nulls null.
+
+    Raises:
+        ValueError: a field is not a column of ``frame``.
+    """
+    missing = [f for f in (*fields, key_column) if f not in frame.columns]
+    if missing:
+        raise ValueError(f"column(s) {', '.join(missing)} not in the rows to produce")
+    part = frame.loc[:, list(dict.fromkeys(fields))]
+    records = json.loads(part.to_json(orient="records", date_format="iso", date_unit="s"))
+    keys = frame[key_column].astype("str").tolist()
+    return [(key, json.dumps(rec, separators=(",", ":")).encode()) for key, rec in zip(keys, records, strict=True)]
