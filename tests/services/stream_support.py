@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -81,14 +84,32 @@ def consumer_env(home: Path, config: Path) -> dict[str, str]:
 
 
 def start_consumer(home: Path, config: Path, log: Path, *extra: str) -> subprocess.Popen:
-    """``mlops stream`` as a real process (its own session, so a kill reaches it alone)."""
-    command = [sys.executable, "-m", "ops.main", "stream", *extra]
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=consumer_env(home, config),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    """``mlops stream --json`` as a real process (its own session, so a kill reaches it alone).
+
+    Its JSON result goes to ``<log>.out``, its log lines to ``log``.
+    """
+    command = [sys.executable, "-m", "ops.main", "stream", "--json", *extra]
+    with log.open("ab") as err, log.with_suffix(".out").open("ab") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=consumer_env(home, config), stdout=out, stderr=err, start_new_session=True
         )
+    process.out_path = log.with_suffix(".out")  # type: ignore[attr-defined]
+    return process
+
+
+def stop_consumer(process: subprocess.Popen, timeout: float = 60) -> dict:
+    """SIGTERM (a clean stop: the batch in progress finishes, shards are handed back); its JSON result."""
+    os.killpg(process.pid, signal.SIGTERM)
+    assert process.wait(timeout) == 0, process.out_path.read_text()[-2000:]  # type: ignore[attr-defined]
+    return json.loads(process.out_path.read_text().strip().splitlines()[-1])  # type: ignore[attr-defined]
+
+
+def wait_for_line(log: Path, text: str, process: subprocess.Popen, timeout: float) -> None:
+    """Wait until ``text`` appears in the process's log (it started working); fail if it exits first."""
+    deadline = time.monotonic() + timeout
+    while text not in (log.read_text(errors="replace") if log.exists() else ""):
+        if process.poll() is not None:
+            raise AssertionError(f"consumer exited ({process.returncode}) before '{text}': {log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no '{text}' in {timeout:.0f} s: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
