@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -157,6 +158,8 @@ class StreamConsumer:
         """Heartbeat, renew our leases, take or hand back shards; True when every shard is finished."""
         ttl = self.settings.lease_seconds
         self.table.heartbeat(self.worker, now, ttl)
+        if self.settings.heartbeat_file:
+            Path(self.settings.heartbeat_file).touch()
         for shard_id in list(self.cursors):
             try:
                 self.table.renew(shard_id, self.worker, now, ttl)

@@ -35,3 +35,5 @@ class StreamSettings(Strict):
     output_stream: str | None = None
     model_alias: str = "champion"
     model_refresh_seconds: float = Field(default=5.0, gt=0.0)
+    # touched at every lease round (about every lease_seconds / 3): a liveness probe checks its age
+    heartbeat_file: str | None = None
