@@ -78,3 +78,7 @@ clean:
 .PHONY: bench-replay
 bench-replay: setup
 	$(VENV)/bin/python bench/replay.py
+
+.PHONY: bench-stream
+bench-stream: setup
+	$(VENV)/bin/python bench/stream.py
