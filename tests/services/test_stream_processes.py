@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from stream_support import (
+    count_outputs,
     keys,
     load_stream_settings,
     outputs,
@@ -78,12 +79,12 @@ class _Producer(threading.Thread):
 def _wait_all(home: Path, producer: _Producer, total: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        scored, dead = outputs(home)
-        if len(producer.sent) == total and len(scored) + len(dead) >= total:
+        done = count_outputs(home)
+        if len(producer.sent) == total and done >= total:
             return
         assert producer.error is None, producer.error
-        assert time.monotonic() < deadline, f"{len(scored) + len(dead)} of {total} records out after {timeout:.0f} s"
-        time.sleep(1.0)
+        assert time.monotonic() < deadline, f"{done} of {total} records out after {timeout:.0f} s"
+        time.sleep(2.0)
 
 
 def test_sigkilled_consumer_restarted_ten_times_loses_and_duplicates_nothing(served, four_shards):
