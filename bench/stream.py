@@ -152,7 +152,8 @@ def run(home: Path, endpoint: str, rates: list[float], records: int) -> None:
             for p in (home / "lake" / "flight_delay" / "predictions").glob(f"batch=stream-{name}-*/*/*")
         )
         put_at = dict(zip([k for k, _ in payloads], put["put_at"], strict=True))
-        done_at = pd.to_datetime(scored["scored_at"], utc=True).astype("int64") / 1e9
+        epoch = pd.Timestamp(0, tz="UTC")
+        done_at = (pd.to_datetime(scored["scored_at"], utc=True) - epoch).dt.total_seconds()
         latency = done_at.to_numpy() - scored["partition_key"].map(put_at).to_numpy()
         seconds = done_at.max() - min(put["put_at"])
         row = {

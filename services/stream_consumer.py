@@ -124,7 +124,8 @@ class StreamConsumer:
                 while not stop.is_set():
                     now = self.clock()
                     if now >= next_sync:
-                        self.shards, next_sync = self.stream.list_shards(), now + s.shard_sync_seconds
+                        self._sync_shards()
+                        next_sync = now + s.shard_sync_seconds
                     if now >= next_balance:
                         finished_all = self._balance(now)
                         next_balance = now + s.lease_seconds / 3
@@ -140,6 +141,13 @@ class StreamConsumer:
         finally:
             self._let_go()
         return self.stats
+
+    def _sync_shards(self) -> None:
+        """List the shards again: new children appear, and a shard split or merged while read gets its end."""
+        self.shards = self.stream.list_shards()
+        ending = {shard.shard_id: shard.ending_sequence for shard in self.shards}
+        for cursor in self.cursors.values():
+            cursor.ending = ending.get(cursor.shard_id, cursor.ending)
 
     def _let_go(self) -> None:
         """A clean stop: hand every shard back (buffered records are re-read by the next owner) and leave."""

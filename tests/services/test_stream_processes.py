@@ -87,6 +87,7 @@ def _wait_all(home: Path, producer: _Producer, total: int, timeout: float) -> No
         time.sleep(2.0)
 
 
+@pytest.mark.timeout(3600)  # ten restarts of a real process, each waiting for the dead one's leases
 def test_sigkilled_consumer_restarted_ten_times_loses_and_duplicates_nothing(served, four_shards):
     env, rng = four_shards, random.Random(14)
     records = _records(served["feb_frame"], CRASH_RECORDS)
@@ -117,6 +118,7 @@ def test_sigkilled_consumer_restarted_ten_times_loses_and_duplicates_nothing(ser
     )
 
 
+@pytest.mark.timeout(1800)
 def test_two_consumers_share_four_shards_and_the_survivor_finishes_a_dead_ones_shards(served, four_shards):
     env = four_shards
     total = 8000
