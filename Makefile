@@ -90,3 +90,6 @@ bench-serve: setup
 
 api: setup
 	$(VENV)/bin/mlops api
+.PHONY: bench-stream
+bench-stream: setup
+	$(VENV)/bin/python bench/stream.py

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError
 
 from tasks.errors import ConfigError
 from tasks.serving import ApiSettings
+from tasks.stream_settings import StreamSettings
 from tasks.usecase import Strict, UseCase
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +76,7 @@ class Settings(Strict):
     compute: ComputeSettings = ComputeSettings()
     waits: WaitSettings = WaitSettings()
     api: ApiSettings = ApiSettings()
+    stream: StreamSettings = StreamSettings()
 
 
 def config_dir() -> Path:
