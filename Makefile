@@ -78,3 +78,8 @@ clean:
 .PHONY: bench-replay
 bench-replay: setup
 	$(VENV)/bin/python bench/replay.py
+
+# a consistent, checksummed backup of this home (MLflow, Prefect, lake pointers); `mlops backup --help` for more
+.PHONY: backup
+backup: setup
+	$(VENV)/bin/mlops backup create

@@ -50,6 +50,12 @@ class MlflowSettings(Strict):
     http_timeout_seconds: int = 30
 
 
+class BackupSettings(Strict):
+    # None: <home>/backups; in production another disk or s3://bucket/prefix
+    root: str | None = None
+    keep: int = 7  # newest backups kept by `mlops backup create` and the scheduled backup
+
+
 class Settings(Strict):
     """Everything a flow needs besides the use case."""
 
@@ -59,6 +65,7 @@ class Settings(Strict):
     secrets: SecretsSettings
     storage: StorageSettings
     mlflow: MlflowSettings
+    backup: BackupSettings = BackupSettings()
 
 
 def config_dir() -> Path:
