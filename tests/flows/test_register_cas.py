@@ -1,3 +1,4 @@
+# ruff: noqa: F401, F811  (fixtures shared with another test module are imported, then requested by name)
 """Promotion is compare-and-swap and withdrawn versions stay withdrawn: through the real register flow.
 
 The lake (Jan–Mar 2013) is ingested once per session as in test_train_register_flow; each test has its own
@@ -7,7 +8,7 @@ when two registrations run at once (the race itself, with real processes, is tes
 
 from __future__ import annotations
 
-from test_train_register_flow import MODEL, MONTHS, champion, client, curated_lake, mlhome  # noqa: F401
+from test_train_register_flow import MODEL, MONTHS, champion, client, curated_lake, mlhome
 
 import flows.register as register_module
 from flows.context import build_context
@@ -16,7 +17,7 @@ from flows.train import train
 from tasks.errors import AliasConflict
 
 
-def test_a_rolled_back_version_is_not_promoted_again(mlhome):  # noqa: F811
+def test_a_rolled_back_version_is_not_promoted_again(mlhome):
     first, second = train(months=MONTHS)["run_id"], train(months=MONTHS)["run_id"]
     register(run_id=first)
     assert register(run_id=second)["outcome"] == "promoted"
@@ -29,7 +30,7 @@ def test_a_rolled_back_version_is_not_promoted_again(mlhome):  # noqa: F811
     assert build_context().registry().alias_history(MODEL) == history_before
 
 
-def test_a_champion_moved_during_the_gate_is_judged_again(mlhome, monkeypatch):  # noqa: F811
+def test_a_champion_moved_during_the_gate_is_judged_again(mlhome, monkeypatch):
     first, second, third = (train(months=MONTHS)["run_id"] for _ in range(3))
     register(run_id=first)
     ctx = build_context()
@@ -53,7 +54,7 @@ def test_a_champion_moved_during_the_gate_is_judged_again(mlhome, monkeypatch): 
     assert client(mlhome).get_model_version(MODEL, "3").tags["gate.champion_version"] == "2"
 
 
-def test_a_champion_that_keeps_moving_ends_in_superseded(mlhome, monkeypatch):  # noqa: F811
+def test_a_champion_that_keeps_moving_ends_in_superseded(mlhome, monkeypatch):
     first, second = train(months=MONTHS)["run_id"], train(months=MONTHS)["run_id"]
     register(run_id=first)
     real_move, tries = register_module.move_alias.fn, []
