@@ -75,13 +75,15 @@ def restore(uri: str, profile: str | None) -> dict:
     with store.fetched(uri, settings.storage.s3_endpoint_url) as folder:
         entries = logic.entries_of(json.loads((folder / "manifest.json").read_text()))
         store.put_back(folder, entries, home, running_postgres(), settings.storage.s3_endpoint_url)
+    seconds = round(time.perf_counter() - started, 2)
     if restarted:
         stack.up(deploy=False)  # the servers again, on the restored data
     return {
         **checked,
         "restored_into": str(home),
         "stack_servers_restarted": restarted,
-        "seconds": round(time.perf_counter() - started, 2),
+        "seconds": seconds,
+        "restart_seconds": round(time.perf_counter() - started - seconds, 2),
     }
 
 
