@@ -162,7 +162,7 @@ class MlflowRegistry:
         s3_endpoint_url: str | None = None,
         actor: str | None = None,
         lock_lease_seconds: float = 30.0,
-        lock_wait_seconds: float = 120.0,
+        lock_wait_seconds: float = 300.0,
     ) -> None:
         self.tracking_uri = _checked_tracking_uri(tracking_uri)
         self.artifact_uri = _checked_artifact_uri(artifact_uri) if artifact_uri is not None else None

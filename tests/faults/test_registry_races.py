@@ -162,3 +162,40 @@ def test_no_move_records_nothing_but_a_crash_gap_is_filled(store):
     assert len(registry.alias_history("gap")) == 2
     with pytest.raises(AliasConflict, match="points at version 2, not 1"):
         registry.set_alias("gap", "champion", "1", reason="stale", flow_run_id=None, expected="1")
+
+
+def test_the_same_run_registered_twice_at_once_is_one_version_and_one_move(store, tmp_path):
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from adapters.registry import DatasetRef
+
+    uri, client = store
+    registry = MlflowRegistry(uri, str(tmp_path / "artifacts"))
+    x = pd.DataFrame({"a": np.arange(40, dtype="float64")})
+    y = (x["a"] > 20).astype(int)
+    run = registry.log_training_run(
+        experiment="races",
+        run_name="one",
+        params={},
+        metrics={},
+        tags={},
+        model=LogisticRegression().fit(x, y),
+        input_example=x.head(3),
+        datasets=[DatasetRef("train", "file:///data/train.parquet", "f" * 64, 40, "training")],
+        artifacts={},
+        pip_requirements=["scikit-learn"],
+    )
+    script = f"""
+    run = registry.training_run({run.run_id!r})
+    wait_for_all()
+    version = registry.register_version(model, run, {{}})
+    move = registry.set_alias(model, "challenger", version.version, reason=f"child {{me}}", flow_run_id=None)
+    print(json.dumps({{"version": version.version, "recorded": move is not None}}))
+    """
+    results = run_children(script, uri, "same-run", tmp_path, 2)
+    assert [r["version"] for r in results] == ["1", "1"]
+    assert sorted(r["recorded"] for r in results) == [False, True]
+    assert len(client.search_model_versions("name='same-run'")) == 1
+    assert [(m.from_version, m.to_version) for m in MlflowRegistry(uri).alias_history("same-run")] == [(None, "1")]

@@ -24,6 +24,9 @@ from flows.score import score
 from flows.train import train
 from tasks.errors import TransientStorageError
 
+# a whole lifecycle on a busy machine: beyond the suite's default 600 s per test
+pytestmark = pytest.mark.timeout(1800)
+
 REPO = Path(__file__).resolve().parents[2]
 PII_KEY = "test-only-pii-key-0123456789abcdef"
 RUN_SPECIFIC = ["scored_at", "flow_run_id", "model_run_id"]

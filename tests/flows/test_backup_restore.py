@@ -25,6 +25,9 @@ from ops import backup as ops_backup
 from ops.local_prefect import local_prefect
 from tasks.errors import MlopsError
 
+# a whole lifecycle on a busy machine: beyond the suite's default 600 s per test
+pytestmark = pytest.mark.timeout(1800)
+
 RUNTIME_LINEAGE = ["scored_at", "flow_run_id"]  # when and by which run: differ by design between two runs
 
 
