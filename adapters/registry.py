@@ -408,7 +408,8 @@ class MlflowRegistry:
             client = self._mlflow()
             previous = self.get_alias(name, alias)
             current = previous.version if previous else None
-            if expected != ANY_VERSION and current != expected:
+            # already there (e.g. a retry whose first attempt moved it): no move, whatever was expected
+            if expected != ANY_VERSION and current not in (expected, version):
                 raise AliasConflict(
                     f"@{alias} of model {name!r} points at version {current or 'none'}, not {expected or 'none'} "
                     f"as expected: it was moved meanwhile, version {version} was judged against a stale {alias}"

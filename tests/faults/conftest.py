@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    """One temporary Prefect API for the whole session (it takes seconds to start)."""
+    """One temporary Prefect API for the session, for the tests that run flows (it takes seconds to start)."""
     from prefect.testing.utilities import prefect_test_harness
 
     with pytest.MonkeyPatch.context() as mp:

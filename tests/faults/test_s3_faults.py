@@ -25,7 +25,7 @@ from flows.train import train
 from tasks.errors import TransientStorageError
 
 # a whole lifecycle on a busy machine: beyond the suite's default 600 s per test
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.timeout(1800), pytest.mark.usefixtures("prefect_harness")]
 
 REPO = Path(__file__).resolve().parents[2]
 PII_KEY = "test-only-pii-key-0123456789abcdef"
