@@ -93,3 +93,7 @@ api: setup
 .PHONY: bench-stream
 bench-stream: setup
 	$(VENV)/bin/python bench/stream.py
+# a consistent, checksummed backup of this home (MLflow, Prefect, lake pointers); `mlops backup --help` for more
+.PHONY: backup
+backup: setup
+	$(VENV)/bin/mlops backup create

@@ -42,6 +42,7 @@ def describe_parquet(
     for uri in uris:
         with _parquet_file(uri, s3_endpoint_url) as parquet:
             here = parquet.schema_arrow
+            _check_unique_names(here, uri)
             if schema is None:
                 schema = here
             _check_same_columns(schema, here, uris[0], uri)
@@ -85,6 +86,22 @@ def read_chunks(
 
         while (batch := _read(uri, lambda: next(batches, None))) is not None:
             yield _cast(pa.Table.from_batches([batch]), types or {}, uri)
+
+
+def read_column(uri: str, column: str, *, s3_endpoint_url: str | None = None) -> pa.ChunkedArray:
+    """One column of a whole Parquet file (e.g. the id column: a few bytes per row)."""
+    with _parquet_file(uri, s3_endpoint_url) as parquet:
+        return _read(uri, lambda: parquet.read(columns=[column])).column(0)
+
+
+def _check_unique_names(schema: pa.Schema, uri: str) -> None:
+    """pyarrow reads a file whose columns share a name, then fails on the name deep in a read: refuse it here."""
+    seen: set[str] = set()
+    for name in schema.names:
+        if name in seen:
+            count = schema.names.count(name)
+            raise InputDataError(f"{uri} has {count} columns named '{name}': column names must be unique")
+        seen.add(name)
 
 
 @contextmanager

@@ -83,10 +83,16 @@ def stop(
     pid: int | None, timeout_seconds: float = 20.0, *, group: bool = True, sig: signal.Signals = signal.SIGTERM
 ) -> bool:
     """Send ``sig`` to the process group of ``pid`` (to ``pid`` alone when not ``group``: a server that stops its
-    own children, like PostgreSQL), then SIGKILL the group after the timeout; True if it was running."""
-    if not alive(pid):
+    own children, like PostgreSQL), then SIGKILL the group after the timeout; True if anything was running.
+
+    The group is the one ``start`` made (``pid`` leads its own session): it is stopped even when ``pid`` itself
+    died alone and left children behind (an MLflow server's uvicorn worker keeps serving without it).
+    """
+    if not pid:
         return False
-    assert pid is not None
+    running = _group_alive(pid) if group else alive(pid)
+    if not running:
+        return False
     if group:
         _signal_group(pid, sig)
     else:
@@ -94,8 +100,8 @@ def stop(
             os.kill(pid, sig)
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
-        if not alive(pid):
-            _reap(pid)
+        _reap(pid)
+        if not (_group_alive(pid) if group else alive(pid)):
             return True
         time.sleep(0.2)
     _signal_group(pid, signal.SIGKILL)
@@ -103,9 +109,31 @@ def stop(
     return True
 
 
+def _group_of(pid: int) -> int:
+    """The process group of a live ``pid``; for a dead one, the group it led (``start`` makes each a leader)."""
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return pid
+
+
+def _group_alive(pid: int) -> bool:
+    """Whether any process of the group of ``pid`` still runs (zombies of ours are reaped first)."""
+    _reap(pid)
+    if alive(pid):
+        return True
+    try:
+        os.killpg(_group_of(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
-        os.killpg(os.getpgid(pid), sig)
+        os.killpg(_group_of(pid), sig)
     except (ProcessLookupError, PermissionError):
         return
 

@@ -30,10 +30,15 @@ this module are thus serialized within a process; other code must not use MLflow
 **Alias history** is kept as registered-model tags ``alias_history.<6-digit seq>`` holding compact JSON
 (at most 5000 characters: the tag column's size): it lives in the same store as the aliases, needs no
 artifact store (registered models have none), survives restarts and is read with the model in one call; an
-append-only file in an artifact store would need a non-atomic read-modify-write on S3. Moves are first made,
-then recorded: a crash in between leaves an alias moved without a history entry (a retry then records a
-move from the new version to itself). Writers of one model must be serialized (one register flow at a time):
-two concurrent moves could pick the same sequence number and one entry would overwrite the other.
+append-only file in an artifact store would need a non-atomic read-modify-write on S3.
+
+**Every alias move and every registration holds the model's registry lock** (``adapters.registry_lock``: a
+lease kept in MLflow itself, so processes on different machines exclude each other too). Under it a move
+reads the alias, checks the caller's expectation (compare-and-swap: ``expected=`` the version the caller
+judged against, ``None`` for "no alias yet"; ``AliasConflict`` otherwise), moves, and appends the next
+sequence number: no two writers pick the same one, so no entry is lost. A move to the version the alias
+already points at is no move and records nothing, except to fill in the entry a crash between move and
+record left out (the last recorded move of that alias ends elsewhere).
 
 Environment: ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``MLFLOW_HTTP_REQUEST_TIMEOUT`` come from the constructor
 (``http_retries`` / ``http_timeout_seconds``) for the duration of each call, whatever the process has set.
@@ -58,7 +63,15 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tasks.errors import ConfigError, MlopsError, RegistryError, RegistryUnavailable, UntrustedModelError
+from adapters import registry_lock
+from tasks.errors import (
+    AliasConflict,
+    ConfigError,
+    MlopsError,
+    RegistryError,
+    RegistryUnavailable,
+    UntrustedModelError,
+)
 
 if TYPE_CHECKING:  # mlflow, pandas and skops load lazily: the CLI should start fast
     import pandas as pd
@@ -74,6 +87,7 @@ _BATCH = 100  # MLflow accepts at most 100 params or tags per log_batch call
 _NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 _ALREADY_EXISTS = ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS")
 _MLFLOW_LOCK = threading.RLock()  # see "MLflow's global state, contained" above
+ANY_VERSION = "*"  # ``expected`` of an unconditional alias move
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,8 @@ class MlflowRegistry:
         http_timeout_seconds: timeout of one HTTP request to the tracking server.
         s3_endpoint_url: S3 API address for ``s3://`` artifacts (moto, MinIO); None for AWS itself.
         actor: who moves aliases, as recorded in the history; None means the OS user name.
+        lock_lease_seconds: how long a registry lock stays valid if its holder dies without releasing it.
+        lock_wait_seconds: how long to wait for another holder before giving up with ``RegistryBusy``.
     """
 
     def __init__(
@@ -145,6 +161,8 @@ class MlflowRegistry:
         http_timeout_seconds: int = 30,
         s3_endpoint_url: str | None = None,
         actor: str | None = None,
+        lock_lease_seconds: float = 30.0,
+        lock_wait_seconds: float = 300.0,
     ) -> None:
         self.tracking_uri = _checked_tracking_uri(tracking_uri)
         self.artifact_uri = _checked_artifact_uri(artifact_uri) if artifact_uri is not None else None
@@ -153,14 +171,17 @@ class MlflowRegistry:
         self.http_retries, self.http_timeout_seconds = http_retries, http_timeout_seconds
         self.s3_endpoint_url = s3_endpoint_url
         self.actor = actor or _os_user()
+        self.lock_lease_seconds, self.lock_wait_seconds = lock_lease_seconds, lock_wait_seconds
         self._client: MlflowClient | None = None
+        self._holder: str | None = None
+        self._held: set[str] = set()
 
     def __repr__(self) -> str:
         return f"MlflowRegistry({_redact(self.tracking_uri)!r})"
 
     def __getstate__(self) -> dict[str, Any]:
         # The client holds connections; a copy in another process builds its own.
-        return {**self.__dict__, "_client": None}
+        return {**self.__dict__, "_client": None, "_holder": None, "_held": set()}
 
     # --- runs ------------------------------------------------------------------------------------------
 
@@ -287,11 +308,11 @@ class MlflowRegistry:
         """Register the run's model as a version of ``name`` (created if missing) and set ``tags`` on it.
 
         Idempotent: if a version of ``name`` already comes from ``run.run_id``, that version is returned
-        (with ``tags`` set) instead of a duplicate. Calls within a process are serialized; two processes
-        registering the same run at the same moment could still both create one.
+        (with ``tags`` set) instead of a duplicate, also when two processes register the same run at once
+        (both hold the model's registry lock in turn).
         """
         model_id = _model_id(run.model_uri)
-        with self._scope(f"register run {run.run_id} as model {name!r}"):
+        with self._scope(f"register run {run.run_id} as model {name!r}"), self._locked(name):
             client = self._mlflow()
             try:
                 client.create_registered_model(name)
@@ -357,30 +378,84 @@ class MlflowRegistry:
                 raise
             return None if version is None else _version_ref(client.get_model_version(name, str(version)))
 
-    def set_alias(self, name: str, alias: str, version: str, *, reason: str, flow_run_id: str | None) -> AliasMove:
-        """Point ``name@alias`` at ``version``, then append the move to the alias history and return it.
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        *,
+        reason: str,
+        flow_run_id: str | None,
+        expected: str | None = ANY_VERSION,
+    ) -> AliasMove | None:
+        """Point ``name@alias`` at ``version`` under the model's lock and append the move to the alias history.
 
-        A crash between the move and the record leaves the move unrecorded (see module docstring).
+        Args:
+            expected: compare-and-swap: move only if the alias still points at this version (None: only if
+                it points nowhere); ``ANY_VERSION`` moves unconditionally.
+
+        Returns:
+            The recorded move, or None when the alias already pointed at ``version`` (no move).
+
+        Raises:
+            AliasConflict: the alias points elsewhere than ``expected``.
+            RegistryBusy: the lock stayed held by another process for ``lock_wait_seconds``.
         """
         if not reason.strip():
             raise RegistryError(f"moving alias {alias!r} of model {name!r} needs a reason")
-        with self._scope(f"move alias {alias!r} of model {name!r} to version {version}"):
-            previous = self.get_alias(name, alias)
+        version = str(version)
+        with self._scope(f"move alias {alias!r} of model {name!r} to version {version}"), self._locked(name):
             client = self._mlflow()
-            client.set_registered_model_alias(name, alias, str(version))
+            previous = self.get_alias(name, alias)
+            current = previous.version if previous else None
+            # already there (e.g. a retry whose first attempt moved it): no move, whatever was expected
+            if expected != ANY_VERSION and current not in (expected, version):
+                raise AliasConflict(
+                    f"@{alias} of model {name!r} points at version {current or 'none'}, not {expected or 'none'} "
+                    f"as expected: it was moved meanwhile, version {version} was judged against a stale {alias}"
+                )
+            tags = client.get_registered_model(name).tags
+            if current == version:
+                recorded = [_decode_move(name, k, tags[k]) for k in _history_keys(tags)]
+                last = next((m.to_version for m in reversed(recorded) if m.alias == alias), None)
+                if last == version:
+                    return None  # no move, nothing to record
+                current, reason = last, f"{reason} (recorded late: a crash interrupted the first attempt)"
+            else:
+                client.set_registered_model_alias(name, alias, version)
             move = AliasMove(
                 at=datetime.now(UTC).isoformat(timespec="milliseconds"),
                 alias=alias,
-                from_version=previous.version if previous else None,
-                to_version=str(version),
+                from_version=current,
+                to_version=version,
                 reason=reason,
                 flow_run_id=flow_run_id,
                 actor=self.actor,
             )
-            tags = client.get_registered_model(name).tags
-            seq = max((int(k.removeprefix(HISTORY_TAG_PREFIX)) for k in tags if _is_history_key(k)), default=0) + 1
+            seq = max((int(k.removeprefix(HISTORY_TAG_PREFIX)) for k in _history_keys(tags)), default=0) + 1
             client.set_registered_model_tag(name, f"{HISTORY_TAG_PREFIX}{seq:06d}", _encode_move(move))
         return move
+
+    @contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
+        """Hold the registry lock of model ``name`` (re-entrant within this instance)."""
+        if name in self._held:
+            yield
+            return
+        if self._holder is None:
+            self._holder = registry_lock.new_holder(self.actor)
+        with registry_lock.held(
+            self._mlflow(),
+            name,
+            self._holder,
+            lease_seconds=self.lock_lease_seconds,
+            wait_seconds=self.lock_wait_seconds,
+        ):
+            self._held.add(name)
+            try:
+                yield
+            finally:
+                self._held.discard(name)
 
     def alias_history(self, name: str) -> list[AliasMove]:
         """Return every recorded alias move of a model, oldest first; [] if the model does not exist."""
@@ -391,8 +466,7 @@ class MlflowRegistry:
                 if exc.error_code == _NOT_FOUND:
                     return []
                 raise
-        keys = sorted((k for k in tags if _is_history_key(k)), key=lambda k: int(k.removeprefix(HISTORY_TAG_PREFIX)))
-        return [_decode_move(name, k, tags[k]) for k in keys]
+        return [_decode_move(name, k, tags[k]) for k in _history_keys(tags)]
 
     def load_model(self, name: str, version: str, dst_dir: str) -> Any:
         """Download a model version into ``dst_dir`` and return the fitted model, built once.
@@ -640,6 +714,11 @@ def _model_id(model_uri: str) -> str:
 
 def _is_history_key(key: str) -> bool:
     return key.startswith(HISTORY_TAG_PREFIX) and key.removeprefix(HISTORY_TAG_PREFIX).isdigit()
+
+
+def _history_keys(tags: Mapping[str, str]) -> list[str]:
+    """The alias history's tag keys in the order of their sequence numbers."""
+    return sorted((k for k in tags if _is_history_key(k)), key=lambda k: int(k.removeprefix(HISTORY_TAG_PREFIX)))
 
 
 def _encode_move(move: AliasMove) -> str:

@@ -39,6 +39,10 @@ class Storage(Protocol):
 
     def delete(self, uri: str) -> None: ...
 
+    def move(self, source_uri: str, target_uri: str) -> None: ...
+
+    def clear_temp(self, prefix_uri: str) -> int: ...
+
 
 def is_s3(uri: str) -> bool:
     """Tell whether ``uri`` names an S3 object (``s3://bucket/key``)."""
@@ -119,12 +123,42 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot delete {uri}: {exc.strerror or exc}") from exc
 
+    def move(self, source_uri: str, target_uri: str) -> None:
+        """Rename a file over ``target_uri`` (atomic within one filesystem)."""
+        target = local_path(target_uri)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            local_path(source_uri).replace(target)
+        except OSError as exc:
+            raise StorageError(f"cannot move {source_uri} to {target_uri}: {exc.strerror or exc}") from exc
+
+    def clear_temp(self, prefix_uri: str) -> int:
+        """Remove the temp files of writes that never finished (a killed process) under ``prefix_uri``.
+
+        Only for folders no other process writes to at the same moment: a write in progress would lose its file.
+        """
+        folder, removed = local_path(prefix_uri), 0
+        for path in folder.rglob(".*.tmp") if folder.is_dir() else []:
+            if _TEMP.fullmatch(path.name):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
 
 def split_s3(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not bucket:
         raise StorageError(f"no bucket in S3 URI: {uri!r}")
     return bucket, key
+
+
+# Retries of S3 requests, decided here once for boto3 and pyarrow alike: 500s, 503 SlowDown, throttling and
+# dropped connections are retried with exponential backoff and jitter (AWS "standard" mode), at most
+# S3_MAX_ATTEMPTS tries per request, each bounded by the timeouts; then the error is raised as
+# TransientStorageError, and the Prefect step around it (flows.steps.io_step) decides whether to try again.
+S3_MAX_ATTEMPTS = 6
+S3_CONNECT_TIMEOUT_SECONDS = 10
+S3_READ_TIMEOUT_SECONDS = 60
 
 
 class S3Storage:
@@ -154,18 +188,19 @@ class S3Storage:
                 import boto3
 
                 self._session = boto3.session.Session(region_name=self.region)
-                self._client = self._session.client("s3", endpoint_url=self.endpoint_url)
+                from botocore.config import Config
+
+                retries = Config(
+                    retries={"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS},
+                    connect_timeout=S3_CONNECT_TIMEOUT_SECONDS,
+                    read_timeout=S3_READ_TIMEOUT_SECONDS,
+                )
+                self._client = self._session.client("s3", endpoint_url=self.endpoint_url, config=retries)
             return self._client
 
     @contextmanager
     def _errors(self, uri: str, action: str) -> Iterator[None]:
-        from botocore.exceptions import (
-            BotoCoreError,
-            ClientError,
-            ConnectionClosedError,
-            EndpointConnectionError,
-            ReadTimeoutError,
-        )
+        from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 
         try:
             yield
@@ -180,7 +215,7 @@ class S3Storage:
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
                 raise TransientStorageError(f"cannot {action} {uri}: {exc}") from exc
             raise StorageError(f"cannot {action} {uri}: {exc}") from exc
-        except (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError) as exc:
+        except HTTPClientError as exc:  # unreachable, reset, timed out, cut off mid-body: after every retry
             raise TransientStorageError(f"cannot {action} {uri}: {exc}") from exc
         except BotoCoreError as exc:  # no credentials, bad parameters
             raise StorageError(f"cannot {action} {uri}: {exc}") from exc
@@ -223,6 +258,17 @@ class S3Storage:
         with self._errors(uri, "delete"):
             self._s3().delete_object(Bucket=bucket, Key=key)
 
+    def move(self, source_uri: str, target_uri: str) -> None:
+        """Copy the object to ``target_uri`` (server-side), then delete the source."""
+        (bucket, key), (target_bucket, target_key) = split_s3(source_uri), split_s3(target_uri)
+        with self._errors(source_uri, "move"):
+            self._s3().copy_object(Bucket=target_bucket, Key=target_key, CopySource={"Bucket": bucket, "Key": key})
+            self._s3().delete_object(Bucket=bucket, Key=key)
+
+    def clear_temp(self, prefix_uri: str) -> int:
+        """Nothing to clear: a PUT is atomic in S3, no temp object is ever written."""
+        return 0
+
     def pyarrow_filesystem(self) -> S3FileSystem:
         """Return a pyarrow S3 filesystem on the same endpoint, region and credentials, for streaming reads.
 
@@ -231,7 +277,12 @@ class S3Storage:
         """
         from pyarrow import fs
 
-        kwargs: dict[str, Any] = {"region": self._s3().meta.region_name}
+        kwargs: dict[str, Any] = {
+            "region": self._s3().meta.region_name,
+            "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=S3_MAX_ATTEMPTS),
+            "connect_timeout": S3_CONNECT_TIMEOUT_SECONDS,
+            "request_timeout": S3_READ_TIMEOUT_SECONDS,
+        }
         credentials = self._session.get_credentials()
         if credentials is not None:  # else pyarrow falls back to its own default chain
             frozen = credentials.get_frozen_credentials()

@@ -12,16 +12,18 @@ from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from adapters.alias_events import emit_alias_moved
-from adapters.registry import MlflowRegistry, VersionRef
+from adapters.registry import ANY_VERSION, MlflowRegistry, VersionRef
 from flows.context import Context, build_context
 from flows.snapshots import read_snapshots
 from flows.steps import compute_step, io_step
 from tasks import gate as gate_logic
 from tasks import metrics, training
-from tasks.errors import MlopsError
+from tasks.errors import AliasConflict, MlopsError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 REVOKED_TAG = "rollback.revoked"
+# how often a challenger is judged again when @champion moved between its gate and its promotion
+MAX_GATE_ROUNDS = 3
 
 
 @io_step("register-version")
@@ -38,12 +40,19 @@ def register_version(ctx: Context, run_id: str) -> VersionRef:
 
 
 @io_step("move-alias")
-def move_alias(ctx: Context, alias: str, version: str, reason: str) -> dict:
-    """Move the alias, record it, and tell running services (``mlops.model.alias_moved``; they poll as well)."""
+def move_alias(
+    ctx: Context, alias: str, version: str, reason: str, *, expected: str | None = ANY_VERSION
+) -> dict | None:
+    """Move an alias under the registry lock; with ``expected``, only if it still points there (else AliasConflict).
+
+    Returns the recorded move, or None when the alias already pointed at ``version``.
+    """
     flow_run_id = str(runtime.flow_run.id or "") or None
     name = ctx.usecase.registered_model
-    move = ctx.registry().set_alias(name, alias, version, reason=reason, flow_run_id=flow_run_id)
-    emit_alias_moved(name, ctx.usecase.name, move.__dict__, flow_run_id)
+    move = ctx.registry().set_alias(name, alias, version, reason=reason, flow_run_id=flow_run_id, expected=expected)
+    if move is None:
+        return None
+    emit_alias_moved(name, ctx.usecase.name, move.__dict__, flow_run_id)  # running services poll as well
     return move.__dict__
 
 
@@ -116,15 +125,40 @@ def register(
     """Register a training run as @challenger and let the gate decide whether it becomes @champion."""
     ctx = build_context(profile, usecase)
     version = register_version(ctx, run_id)
-    champion = ctx.registry().get_alias(ctx.usecase.registered_model, CHAMPION)
-    if champion is not None and champion.version == version.version:
-        return {
-            "version": version.version,
-            "outcome": "already_champion",
-            "promoted": False,
-            "reasons": ["this version is already the champion"],
-        }
-    move_alias(ctx, CHALLENGER, version.version, reason)
+    if version.tags.get(REVOKED_TAG) == "true":
+        return _not_judged(version, "revoked", f"version {version.version} was withdrawn by a rollback: never again")
+    for round_ in range(MAX_GATE_ROUNDS):
+        champion = ctx.registry().get_alias(ctx.usecase.registered_model, CHAMPION)
+        if champion is not None and champion.version == version.version:
+            return _not_judged(version, "already_champion", "this version is already the champion")
+        if round_ == 0:
+            move_alias(ctx, CHALLENGER, version.version, reason)
+        record = _judge(ctx, version, champion, reason)
+        if record["outcome"] != "promoted":
+            break
+        try:  # compare-and-swap: only over the champion the gate compared with
+            move_alias(
+                ctx, CHAMPION, version.version, f"promoted by gate ({reason})", expected=record["champion_version"]
+            )
+            break
+        except AliasConflict:
+            continue  # another registration or a rollback moved @champion meanwhile: judge against the new one
+    else:
+        record = {**record, "outcome": "superseded", "reasons": [*record["reasons"], _SUPERSEDED]}
+        record_decision(ctx, version, record)
+    _publish(ctx, record)
+    return {"version": version.version, "promoted": record["outcome"] == "promoted", **record}
+
+
+_SUPERSEDED = f"@champion moved during each of {MAX_GATE_ROUNDS} gate decisions: not promoted, register it again"
+
+
+def _not_judged(version: VersionRef, outcome: str, reason: str) -> dict:
+    return {"version": version.version, "outcome": outcome, "promoted": False, "reasons": [reason]}
+
+
+def _judge(ctx: Context, version: VersionRef, champion: VersionRef | None, reason: str) -> dict:
+    """Run the gate of ``version`` against ``champion`` and record the decision on the version."""
     window, window_info = evaluation_window(ctx, version, champion)
     if len(window) < ctx.usecase.gate.min_evaluation_rows:
         decision = gate_logic.reject_for_data(ctx.usecase.gate, len(window))
@@ -143,10 +177,7 @@ def register(
         "flow_run_id": str(runtime.flow_run.id or ""),
     }
     record_decision(ctx, version, record)
-    if decision.applied and decision.promote:
-        move_alias(ctx, CHAMPION, version.version, f"promoted by gate ({reason})")
-    _publish(ctx, record)
-    return {"version": version.version, "promoted": decision.applied and decision.promote, **record}
+    return record
 
 
 def _outcome(decision: gate_logic.GateDecision) -> str:
@@ -167,7 +198,8 @@ def rollback(reason: str, profile: str | None = None, usecase: str | None = None
         raise MlopsError(f"'{name}' has no champion to roll back")
     target = previous_champion(registry, name, current.version)
     registry.set_version_tags(name, current.version, {REVOKED_TAG: "true", "rollback.reason": reason[:4900]})
-    move = move_alias(ctx, CHAMPION, target, f"rollback: {reason}")
+    # compare-and-swap: a promotion that landed after the read above is not rolled back blindly
+    move = move_alias(ctx, CHAMPION, target, f"rollback: {reason}", expected=current.version)
     return {"from_version": current.version, "to_version": target, "move": move}
 
 

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
@@ -35,7 +36,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from adapters.model_cache import load_cached
-from adapters.parquet_stream import describe_parquet, read_chunks
+from adapters.parquet_stream import describe_parquet, read_chunks, read_column
 from adapters.storage import join_uri, read_json, write_json, write_parquet
 from flows.context import Context, build_context
 from flows.snapshots import curated_periods, latest_snapshot_uri
@@ -204,17 +205,34 @@ def check_output(ctx: Context, scores_uri: str) -> None:
         raise type(exc)(f"output location not writable: {scores_uri} ({exc})") from None
 
 
+@io_step("find-duplicate-ids")
+def find_duplicate_ids(ctx: Context, batch: InputBatch) -> np.ndarray:
+    """Batch-wide positions of rows whose id an earlier row has (read from the id column alone)."""
+    endpoint = ctx.settings.storage.s3_endpoint_url
+    ids = [read_column(f, ctx.usecase.id_column, s3_endpoint_url=endpoint) for f in batch.files]
+    return scoring.duplicate_positions(
+        pa.chunked_array([c for a in ids for c in a.chunks], type=ids[0].type).to_pandas()
+    )
+
+
 @io_step("score-partition")
-def score_partition(ctx: Context, job: ScoringJob, part: Partition) -> PartitionResult:
-    """Read one partition chunk by chunk; write its scores and its quarantined rows, one part per chunk."""
+def score_partition(
+    ctx: Context, job: ScoringJob, part: Partition, duplicates: np.ndarray | None = None
+) -> PartitionResult:
+    """Read one partition chunk by chunk; write its scores and its quarantined rows, one part per chunk.
+
+    ``duplicates`` are the positions (from the partition's first row) of rows to quarantine as duplicate ids.
+    """
     model = _model(ctx, job.model)
     with ctx.model_threads():  # entered in the partition's own thread: OpenMP's thread count is per thread
-        return _score_partition(ctx, job, part, model)
+        return _score_partition(ctx, job, part, model, duplicates)
 
 
-def _score_partition(ctx: Context, job: ScoringJob, part: Partition, model: Any) -> PartitionResult:
+def _score_partition(
+    ctx: Context, job: ScoringJob, part: Partition, model: Any, duplicates: np.ndarray | None
+) -> PartitionResult:
     storage = ctx.storage(job.scores_uri)
-    results = []
+    results, offset = [], 0
     chunks = read_chunks(
         job.files[part.file],
         part.row_groups,
@@ -224,7 +242,12 @@ def _score_partition(ctx: Context, job: ScoringJob, part: Partition, model: Any)
     )
     for piece, table in enumerate(chunks):
         frame = table.select(list(job.columns)).to_pandas()
-        scored = scoring.score_chunk(frame, model, ctx.usecase, job.row_specs, job.reference, job.lineage)
+        duplicate = None
+        if duplicates is not None:
+            duplicate = np.zeros(len(frame), dtype=bool)
+            duplicate[duplicates[(duplicates >= offset) & (duplicates < offset + len(frame))] - offset] = True
+        offset += len(frame)
+        scored = scoring.score_chunk(frame, model, ctx.usecase, job.row_specs, job.reference, job.lineage, duplicate)
         name, files = scoring.part_name(part.index, piece), []
         if len(scored.scores):
             write_parquet(storage, join_uri(job.scores_uri, name), scored.scores)
@@ -238,7 +261,9 @@ def _score_partition(ctx: Context, job: ScoringJob, part: Partition, model: Any)
     return scoring.combine(results)
 
 
-def run_partitions(ctx: Context, job: ScoringJob, partitions: tuple[Partition, ...]) -> list[PartitionResult]:
+def run_partitions(
+    ctx: Context, job: ScoringJob, partitions: tuple[Partition, ...], duplicates: dict[int, np.ndarray]
+) -> list[PartitionResult]:
     """Run every partition on the configured runner; progress is published as partitions finish."""
     progress = None
     if len(partitions) > 1 and runtime.flow_run.id is not None:
@@ -249,7 +274,10 @@ def run_partitions(ctx: Context, job: ScoringJob, partitions: tuple[Partition, .
     task = score_partition.with_options(task_run_name="score-partition-{part.index}")
     task.timeout_seconds = None  # with_options treats None as "unchanged"
     with _task_runner(ctx) as runner:
-        futures = [runner.submit(task, {"ctx": ctx, "job": job, "part": p}) for p in partitions]
+        futures = [
+            runner.submit(task, {"ctx": ctx, "job": job, "part": p, "duplicates": duplicates.get(p.index)})
+            for p in partitions
+        ]
         for future in as_completed(futures):
             results.append(future.result())
             if progress is not None:
@@ -266,7 +294,9 @@ def _task_runner(ctx: Context) -> Any:
             return DaskTaskRunner(address=spec.dask_address)
         # one thread per worker process: the model's own threads get the cores, and partitions run in parallel
         cluster = {"n_workers": spec.dask_workers, "threads_per_worker": 1, "processes": True}
-        return DaskTaskRunner(cluster_kwargs={**cluster, "dashboard_address": ":0"})
+        # every port on 127.0.0.1: the scheduler, the workers and the dashboard (":0" would listen on every interface)
+        local = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+        return DaskTaskRunner(cluster_kwargs={**cluster, **local})
     return ThreadPoolTaskRunner(max_workers=spec.threads)
 
 
@@ -321,8 +351,9 @@ def score(
     check_output(ctx, job.scores_uri)
     load_model(ctx, model.ref)
     partitions = scoring.plan_partitions(batch.row_groups, uc.scoring.chunk_rows)
+    duplicates = scoring.positions_by_partition(find_duplicate_ids(ctx, batch), batch.row_groups, partitions)
     scoring_started = time.perf_counter()
-    total = scoring.combine(run_partitions(ctx, job, partitions))
+    total = scoring.combine(run_partitions(ctx, job, partitions, duplicates))
     scoring_seconds = time.perf_counter() - scoring_started
     if total.rows_in != batch.profile.rows or total.rows_in != total.rows_scored + total.rows_quarantined:
         raise MlopsError(

@@ -62,6 +62,10 @@ class WaitSettings(Strict):
     """How the demo and the replay wait for a triggered run: while it progresses, and no longer without progress."""
 
     no_progress_seconds: int = Field(default=900, ge=10)
+class BackupSettings(Strict):
+    # None: <home>/backups; in production another disk or s3://bucket/prefix
+    root: str | None = None
+    keep: int = 7  # newest backups kept by `mlops backup create` and the scheduled backup
 
 
 class Settings(Strict):
@@ -77,6 +81,7 @@ class Settings(Strict):
     waits: WaitSettings = WaitSettings()
     api: ApiSettings = ApiSettings()
     stream: StreamSettings = StreamSettings()
+    backup: BackupSettings = BackupSettings()
 
 
 def config_dir() -> Path:

@@ -35,3 +35,11 @@ class RegistryUnavailable(RegistryError, Transient):
 
 class UntrustedModelError(RegistryError):
     """A model holds types outside the serialization allow-list: it is neither logged nor loaded."""
+
+
+class RegistryBusy(RegistryError, Transient):
+    """Another process held the registry lock of a model for longer than this one would wait."""
+
+
+class AliasConflict(RegistryError):
+    """An alias no longer points at the version a compare-and-swap move expected (someone moved it)."""

@@ -266,6 +266,36 @@ def check_rows(frame: pd.DataFrame, specs: Sequence[ExpectationSpec]) -> RowVerd
     return RowVerdict(failed, reasons, counts)
 
 
+DUPLICATE_ID_REASON = "duplicate {column}: an earlier row of the batch has it"
+
+
+def _with_failure(verdict: RowVerdict, mask: np.ndarray, label: str) -> RowVerdict:
+    before = verdict.reasons[mask]
+    reasons = verdict.reasons.copy()
+    reasons[mask] = np.where(before == "", label, before + "; " + label)
+    return RowVerdict(verdict.failed | mask, reasons, {**verdict.counts, label: int(mask.sum())})
+
+
+def duplicate_positions(ids: pd.Series) -> np.ndarray:
+    """Positions of the rows whose id an earlier row already has (the first of each id is kept)."""
+    return np.flatnonzero(ids.duplicated(keep="first").to_numpy())
+
+
+def positions_by_partition(
+    positions: np.ndarray, row_groups: Sequence[Sequence[int]], partitions: Sequence[Partition]
+) -> dict[int, np.ndarray]:
+    """Batch-wide row positions split by partition, relative to each partition's first row (files in order)."""
+    file_starts = np.cumsum([0, *(sum(g) for g in row_groups)])
+    found = {}
+    for part in partitions:
+        groups = row_groups[part.file]
+        start = int(file_starts[part.file]) + sum(groups[: part.row_groups[0]])
+        inside = positions[(positions >= start) & (positions < start + part.rows)] - start
+        if len(inside):
+            found[part.index] = inside
+    return found
+
+
 def _failing_rows(frame: pd.DataFrame, spec: ExpectationSpec) -> np.ndarray:
     if spec.kind not in _CHUNK_LOCAL_ROW_KINDS:
         raise MlopsError(f"scoring cannot check {spec.label} chunk by chunk")
@@ -299,6 +329,7 @@ def score_chunk(
     row_specs: Sequence[ExpectationSpec],
     reference: OutlierReference,
     lineage: Lineage,
+    duplicate: np.ndarray | None = None,
 ) -> ScoredChunk:
     """Check the rows of one chunk, score those that pass, flag outliers and add lineage.
 
@@ -309,11 +340,15 @@ def score_chunk(
         row_specs: Row-level checks (others are ignored); a failing row is not scored.
         reference: Training ranges and categories for the outlier flags.
         lineage: Model, batch and run the output rows name.
+        duplicate: Per row, whether an earlier row of the batch has its id (quarantined: a join by id would
+            count it twice).
 
     Returns:
         Scores of the passing rows; ``failed`` (per input row) and ``reasons`` (per failing row, in order).
     """
     verdict = check_rows(frame, row_specs)
+    if duplicate is not None and duplicate.any():
+        verdict = _with_failure(verdict, duplicate, DUPLICATE_ID_REASON.format(column=usecase.id_column))
     passing = frame.loc[~verdict.failed] if verdict.counts else frame
     proba = model.predict_proba(feature_frame(passing, usecase))[:, 1] if len(passing) else np.zeros(0)
     flags = outlier_flags(passing, reference)

@@ -177,5 +177,22 @@ locals {
       schedules         = []
       triggers          = []
     }
+    "backup" = {
+      flow              = "backup"
+      entrypoint        = "flows/backup.py:backup"
+      description       = "Consistent, checksummed backup of the MLflow store and artifacts, Prefect's database and the lake's pointers and manifests; keeps the newest `backup.keep` (config) under `backup.root`."
+      work_pool         = "mlops-process"
+      work_queue        = "default"
+      tags              = ["mlops"]
+      concurrency_limit = 1
+      parameters        = {}
+      schedules = [
+        {
+          cron     = "0 3 * * *"
+          timezone = "UTC"
+        },
+      ]
+      triggers = []
+    }
   }
 }
