@@ -119,6 +119,7 @@ class AliasMove:
     reason: str
     flow_run_id: str | None
     actor: str
+    approval: dict[str, str] | None = None  # approval mode: who approved, when, and their comment
 
 
 class MlflowRegistry:
@@ -357,7 +358,16 @@ class MlflowRegistry:
                 raise
             return None if version is None else _version_ref(client.get_model_version(name, str(version)))
 
-    def set_alias(self, name: str, alias: str, version: str, *, reason: str, flow_run_id: str | None) -> AliasMove:
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        *,
+        reason: str,
+        flow_run_id: str | None,
+        approval: Mapping[str, str] | None = None,
+    ) -> AliasMove:
         """Point ``name@alias`` at ``version``, then append the move to the alias history and return it.
 
         A crash between the move and the record leaves the move unrecorded (see module docstring).
@@ -376,6 +386,7 @@ class MlflowRegistry:
                 reason=reason,
                 flow_run_id=flow_run_id,
                 actor=self.actor,
+                approval=dict(approval) if approval else None,
             )
             tags = client.get_registered_model(name).tags
             seq = max((int(k.removeprefix(HISTORY_TAG_PREFIX)) for k in tags if _is_history_key(k)), default=0) + 1
@@ -653,6 +664,8 @@ def _encode_move(move: AliasMove) -> str:
         "flow_run_id": move.flow_run_id,
         "actor": move.actor,
     }
+    if move.approval:
+        record["approval"] = move.approval
     reason = move.reason
     while len(text := json.dumps(record, separators=(",", ":"), ensure_ascii=False)) > _MAX_REGISTRY_TAG_VALUE:
         reason = reason[: max(0, len(reason) - (len(text) - _MAX_REGISTRY_TAG_VALUE) - 1)]
@@ -663,7 +676,9 @@ def _encode_move(move: AliasMove) -> str:
 def _decode_move(name: str, key: str, text: str) -> AliasMove:
     try:
         r = json.loads(text)
-        return AliasMove(r["at"], r["alias"], r["from"], r["to"], r["reason"], r["flow_run_id"], r["actor"])
+        return AliasMove(
+            r["at"], r["alias"], r["from"], r["to"], r["reason"], r["flow_run_id"], r["actor"], r.get("approval")
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise RegistryError(f"model {name!r} has a malformed alias history tag {key!r}: {exc}") from None
 

@@ -12,11 +12,14 @@ from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from adapters.registry import MlflowRegistry, VersionRef
+from flows.approval import await_answer
 from flows.context import Context, build_context
+from flows.lifecycle import current_flow_run_id, emit_lifecycle
 from flows.snapshots import read_snapshots
 from flows.steps import compute_step, io_step
+from tasks import approval as approval_rules
 from tasks import gate as gate_logic
-from tasks import metrics, training
+from tasks import lifecycle_events, metrics, training
 from tasks.errors import MlopsError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -37,9 +40,14 @@ def register_version(ctx: Context, run_id: str) -> VersionRef:
 
 
 @io_step("move-alias")
-def move_alias(ctx: Context, alias: str, version: str, reason: str) -> dict:
+def move_alias(ctx: Context, alias: str, version: str, reason: str, approval: dict | None = None) -> dict:
     move = ctx.registry().set_alias(
-        ctx.usecase.registered_model, alias, version, reason=reason, flow_run_id=str(runtime.flow_run.id or "") or None
+        ctx.usecase.registered_model,
+        alias,
+        version,
+        reason=reason,
+        flow_run_id=str(runtime.flow_run.id or "") or None,
+        approval=approval,
     )
     return move.__dict__
 
@@ -120,7 +128,9 @@ def register(
             "promoted": False,
             "reasons": ["this version is already the champion"],
         }
-    move_alias(ctx, CHALLENGER, version.version, reason)
+    challenger = ctx.registry().get_alias(ctx.usecase.registered_model, CHALLENGER)
+    if challenger is None or challenger.version != version.version:  # a run resumed after approval moves it once
+        move_alias(ctx, CHALLENGER, version.version, reason)
     window, window_info = evaluation_window(ctx, version, champion)
     if len(window) < ctx.usecase.gate.min_evaluation_rows:
         decision = gate_logic.reject_for_data(ctx.usecase.gate, len(window))
@@ -138,11 +148,30 @@ def register(
         "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "flow_run_id": str(runtime.flow_run.id or ""),
     }
+    mlflow_run = registry_run_url(ctx, version)
+    if decision.applied and decision.promote and decision.mode == "approval":
+        record = await_answer(ctx, version, record, mlflow_run)
     record_decision(ctx, version, record)
-    if decision.applied and decision.promote:
-        move_alias(ctx, CHAMPION, version.version, f"promoted by gate ({reason})")
+    promoted = record["outcome"] == "promoted"
+    if promoted:
+        move_alias(ctx, CHAMPION, version.version, approval_rules.move_reason(record), record.get("approval"))
     _publish(ctx, record)
-    return {"version": version.version, "promoted": decision.applied and decision.promote, **record}
+    announce(ctx, version, record, mlflow_run)
+    return {"version": version.version, "promoted": promoted, **record}
+
+
+def registry_run_url(ctx: Context, version: VersionRef) -> str | None:
+    return ctx.registry().training_run(version.run_id).run_url
+
+
+@io_step("announce-decision")
+def announce(ctx: Context, version: VersionRef, record: dict, mlflow_run: str | None = None) -> str | None:
+    """Send the decision's event (promoted / rejected / not promoted); a dry run announces nothing."""
+    event = lifecycle_events.gate_event(record)
+    if event is None or event == lifecycle_events.APPROVAL_REQUESTED_EVENT:
+        return None
+    payload = lifecycle_events.gate_payload(record, version.run_id, mlflow_run, f"runs:/{version.run_id}/gate")
+    return emit_lifecycle(ctx, event, version.version, payload, str(record.get("flow_run_id")), record["decided_at"])
 
 
 def _outcome(decision: gate_logic.GateDecision) -> str:
@@ -164,6 +193,10 @@ def rollback(reason: str, profile: str | None = None, usecase: str | None = None
     target = previous_champion(registry, name, current.version)
     registry.set_version_tags(name, current.version, {REVOKED_TAG: "true", "rollback.reason": reason[:4900]})
     move = move_alias(ctx, CHAMPION, target, f"rollback: {reason}")
+    run_url = registry.training_run(current.run_id).run_url
+    payload = lifecycle_events.rollback_payload(current.version, target, reason, run_url, current_flow_run_id())
+    event = lifecycle_events.ROLLED_BACK_EVENT
+    emit_lifecycle(ctx, event, current.version, payload, target, move["at"])
     return {"from_version": current.version, "to_version": target, "move": move}
 
 

@@ -510,6 +510,7 @@ def infra_apply(
     def show(r: dict) -> None:
         rows = {f"pool {name}": outcome for name, outcome in r["pools"].items()}
         rows |= {f"deployment {name}": outcome for name, outcome in r["deployments"].items()}
+        rows |= dict(r.get("notifications", {}))
         show_mapping(f"Applied to {r['api_url']}", rows)
 
     run_command(as_json, "applying work pools and deployments", work, show)
@@ -686,3 +687,6 @@ def replay(
         lambda: run_replay(first=first, last=last, base=base, home=home, usecase=usecase, on_month=on_month),
         show,
     )
+
+
+from ops import cli_approval  # noqa: E402,F401
