@@ -120,7 +120,8 @@ def _lifecycle(mp: pytest.MonkeyPatch, home: Path, relaxed: Path, strict: Path) 
     failed = run_deployment("score/score", parameters={"input_uri": str(home / "no-such-batch.parquet")}, timeout=300)
     bad = home / "bad-batch" / "part-0.parquet"
     bad.parent.mkdir(parents=True)
-    frame = pd.read_parquet(snapshots["2013-02"]["snapshot_uri"])
+    part = next(p for p in sorted(Path(snapshots["2013-02"]["snapshot_uri"]).rglob("*.parquet")))
+    frame = pd.read_parquet(part)
     frame.drop(columns=["distance"]).rename(columns={"carrier": "airline"}).to_parquet(bad)
     refused = run_deployment("score/score", parameters={"input_uri": str(bad)}, timeout=300)
     for _ in range(3):  # a burst: three identical drift decisions (e.g. reruns of the check), distinct ids

@@ -24,7 +24,7 @@ locals {
   }
 
   # one automation per entry, keyed by its name; none without a URL to send to
-  notification_automations = !local.notify ? {} : {
-    for automation in local.notifications.automations : automation.name => automation
+  notification_automations = {
+    for automation in local.notifications.automations : automation.name => automation if local.notify
   }
 }
