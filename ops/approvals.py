@@ -19,13 +19,21 @@ REGISTER_FLOW = "register"
 def pending(api_url: str) -> list[dict[str, Any]]:
     """The register runs waiting for an answer, oldest first: id, name, what is asked, since and until when."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     with _api(api_url), get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[REGISTER_FLOW])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+            ),
         )
         waiting = []
         for run in sorted(runs, key=lambda r: r.created):

@@ -90,11 +90,27 @@ def load_spec(path: Path = NOTIFICATIONS_FILE) -> NotificationSpec:
     if repeated:
         raise ConfigError(f"{path.name}: automation names repeat: {', '.join(repeated)}")
     for automation in spec.automations:
+        _check_templates(path, automation)
         try:
             automation_core(automation, UUID(int=0))
         except (ValidationError, ValueError) as exc:
             raise ConfigError(f"{path.name}: automation {automation.name}: {str(exc).splitlines()[0]}") from None
     return spec
+
+
+def _check_templates(path: Path, automation: AutomationSpec) -> None:
+    """The server renders subject and body with Jinja: a syntax error is refused here, not at the first event."""
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    for field in ("subject", "body"):
+        try:
+            SandboxedEnvironment().parse(getattr(automation, field))
+        except TemplateSyntaxError as exc:
+            raise ConfigError(
+                f"{path.name}: automation {automation.name}: {field} is not a valid template: {exc.message} "
+                f"(line {exc.lineno})"
+            ) from None
 
 
 def block_data(channel: Channel, url: str, block_type: str | None = None) -> dict[str, Any]:
