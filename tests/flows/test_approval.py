@@ -2,8 +2,8 @@
 
 Set-up: a champion trained on January (enforce mode), a challenger trained on January-February. Then, with the
 use case in approval mode and a runner serving ``register`` and ``approval-timeout``, the challenger is registered
-three times: left unanswered until the timeout, rejected with `mlops reject`'s code path, approved with
-`mlops approve`'s. Each answer goes through the API with input, as the Prefect UI's form sends it.
+three times: left unanswered until the timeout, rejected through `mlops reject`'s code path, approved with
+`mlops approve` itself. Each answer goes through the API with input, as the Prefect UI's form sends it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from uuid import UUID
 import pytest
 import yaml
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
 from adapters.registry import MlflowRegistry
 from flows.ingest import ingest
@@ -24,6 +25,7 @@ from flows.land import land
 from flows.register import register
 from flows.train import train
 from ops import approvals
+from ops.commands import app
 from ops.local_prefect import local_prefect
 from tasks.errors import MlopsError
 
@@ -92,7 +94,8 @@ def staged(tmp_path_factory) -> dict:
             _set_gate(config, approval_timeout_seconds=LONG_TIMEOUT)
             rejected_run = _start_register(challenger)
             paused = _wait_for(rejected_run, {"PAUSED"})
-            waiting = approvals.pending(api)
+            listed = CliRunner().invoke(app, ["approvals", "--json"])
+            waiting = json.loads(listed.stdout)["result"] if listed.exit_code == 0 else listed.output
             with pytest.raises(MlopsError, match="needs a comment"):
                 approvals.answer(api, None, False, "  ", "bob")
             approvals.answer(api, None, False, "calibration drifts in February", "bob")
@@ -103,7 +106,10 @@ def staged(tmp_path_factory) -> dict:
             _wait_for(approved_run, {"PAUSED"})
             with pytest.raises(MlopsError, match="not a flow run id"):
                 approvals.answer(api, "nope", True, "ok", "alice")
-            approvals.answer(api, str(approved_run), True, "lift holds on the February holdout", "alice")
+            comment = "lift holds on the February holdout"
+            cli = ["approve", str(approved_run), "--comment", comment, "--as", "alice", "--json"]
+            answered = CliRunner().invoke(app, cli)
+            assert answered.exit_code == 0, answered.output
             approved = _wait_for(approved_run, {"COMPLETED", "FAILED", "CRASHED"})
             with pytest.raises(MlopsError, match="not waiting for an approval"):
                 approvals.answer(api, str(approved_run), True, "again", "alice")
@@ -118,6 +124,7 @@ def staged(tmp_path_factory) -> dict:
             "after_reject": after_reject,
             "approved": approved,
             "left": left,
+            "answered": json.loads(answered.stdout)["result"],
             "registry": registry,
             "version": version,
             "champion": registry.get_alias(MODEL, "champion"),
@@ -178,3 +185,4 @@ def test_an_approval_promotes_and_the_history_records_the_approver(staged):
     challenger_moves = [m for m in staged["history"] if m.alias == "challenger"]
     assert [m.to_version for m in challenger_moves] == ["1", staged["version"].version], "a resumed run moves once"
     assert staged["left"] == []
+    assert staged["answered"]["decision"] == "approved" and staged["answered"]["approver"] == "alice"
