@@ -21,6 +21,7 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
+from prefect.settings import get_current_settings
 from pydantic import Field
 
 from adapters.registry import VersionRef
@@ -78,12 +79,18 @@ def await_answer(ctx: Context, version: VersionRef, record: dict, mlflow_run: st
     asked_against = version.tags.get("gate.champion_version")
     if version.tags.get(FLOW_RUN_TAG) == record["flow_run_id"] and asked_against != str(record["champion_version"]):
         return approval.superseded(record, asked_against, now())
+    context = FlowRunContext.get()
+    suspendable = context is not None and context.flow_run is not None and context.flow_run.deployment_id is not None
+    if not suspendable and not get_current_settings().api.url:
+        raise MlopsError(
+            "gate mode 'approval' needs a Prefect server people can answer on: run register as a deployment "
+            "(`mlops stack up`, then `prefect deployment run register/register`) or set PREFECT_API_URL"
+        )
     request_approval(ctx, version, record, mlflow_run)
     gate = ctx.usecase.gate
     description = approval.approval_markdown(record, gate.metric, evidence_uri(version), mlflow_run or version.run_id)
     form = PromotionAnswer.with_initial_data(description=description, approve=False)
-    context = FlowRunContext.get()
-    if context is not None and context.flow_run is not None and context.flow_run.deployment_id is not None:
+    if suspendable:
         answer = suspend_flow_run(wait_for_input=form, timeout=gate.approval_timeout_seconds, key=PAUSE_KEY)
     else:
         try:

@@ -231,6 +231,10 @@ def _publish(ctx: Context, record: dict) -> None:
             f"Paired bootstrap {ctx.usecase.gate.metric} difference: "
             f"{b['diff']:+.4f} [{b['low']:+.4f}, {b['high']:+.4f}]",
         ]
+    approval = record.get("approval")
+    if approval:
+        who = f" by {approval['by']}" if approval.get("by") else ""
+        lines += ["", f"Approval: **{approval['decision']}**{who} at {approval['at']}: {approval.get('comment') or ''}"]
     lines += ["", "Reasons:", *[f"- {r}" for r in record["reasons"]]]
     create_markdown_artifact(
         key=f"gate-{ctx.usecase.name}".replace("_", "-"),
