@@ -78,3 +78,8 @@ clean:
 .PHONY: bench-replay
 bench-replay: setup
 	$(VENV)/bin/python bench/replay.py
+
+# notification delivery on a real local Prefect server: event-to-message latency, a burst gives one message
+.PHONY: bench-notify
+bench-notify: setup
+	$(VENV)/bin/python bench/notify.py --events 10
