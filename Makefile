@@ -97,3 +97,7 @@ bench-stream: setup
 .PHONY: backup
 backup: setup
 	$(VENV)/bin/mlops backup create
+# notification delivery on a real local Prefect server: event-to-message latency, a burst gives one message
+.PHONY: bench-notify
+bench-notify: setup
+	$(VENV)/bin/python bench/notify.py --events 10

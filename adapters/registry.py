@@ -133,6 +133,7 @@ class AliasMove:
     reason: str
     flow_run_id: str | None
     actor: str
+    approval: dict[str, str] | None = None  # approval mode: who approved, when, and their comment
 
 
 class MlflowRegistry:
@@ -387,6 +388,7 @@ class MlflowRegistry:
         reason: str,
         flow_run_id: str | None,
         expected: str | None = ANY_VERSION,
+        approval: Mapping[str, str] | None = None,
     ) -> AliasMove | None:
         """Point ``name@alias`` at ``version`` under the model's lock and append the move to the alias history.
 
@@ -431,6 +433,7 @@ class MlflowRegistry:
                 reason=reason,
                 flow_run_id=flow_run_id,
                 actor=self.actor,
+                approval=dict(approval) if approval else None,
             )
             seq = max((int(k.removeprefix(HISTORY_TAG_PREFIX)) for k in _history_keys(tags)), default=0) + 1
             client.set_registered_model_tag(name, f"{HISTORY_TAG_PREFIX}{seq:06d}", _encode_move(move))
@@ -732,6 +735,8 @@ def _encode_move(move: AliasMove) -> str:
         "flow_run_id": move.flow_run_id,
         "actor": move.actor,
     }
+    if move.approval:
+        record["approval"] = move.approval
     reason = move.reason
     while len(text := json.dumps(record, separators=(",", ":"), ensure_ascii=False)) > _MAX_REGISTRY_TAG_VALUE:
         reason = reason[: max(0, len(reason) - (len(text) - _MAX_REGISTRY_TAG_VALUE) - 1)]
@@ -742,7 +747,9 @@ def _encode_move(move: AliasMove) -> str:
 def _decode_move(name: str, key: str, text: str) -> AliasMove:
     try:
         r = json.loads(text)
-        return AliasMove(r["at"], r["alias"], r["from"], r["to"], r["reason"], r["flow_run_id"], r["actor"])
+        return AliasMove(
+            r["at"], r["alias"], r["from"], r["to"], r["reason"], r["flow_run_id"], r["actor"], r.get("approval")
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise RegistryError(f"model {name!r} has a malformed alias history tag {key!r}: {exc}") from None
 

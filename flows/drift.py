@@ -177,6 +177,7 @@ def _evidence(summary: dict, verdict: drift.WindowDrift) -> dict:
         "evidence_uri": summary["report_uri"],
         "result_uri": summary["result_uri"],
         "mlflow_run_id": summary["mlflow_run"]["run_id"],
+        "mlflow_run_url": summary["mlflow_run"]["url"],
     }
 
 

@@ -114,6 +114,7 @@ def performance_check(
             "verdict": verdict,
             "evidence_uri": uris["result.json"],
             "mlflow_run_id": run["run_id"],
+            "mlflow_run_url": run["url"],
         }
         event_id = emit_event(ctx, monitoring.PERFORMANCE_EVENT, ref, target.window, payload)
         summary["event"] = {"name": monitoring.PERFORMANCE_EVENT, "id": event_id}

@@ -13,11 +13,14 @@ from prefect.artifacts import create_markdown_artifact
 
 from adapters.alias_events import emit_alias_moved
 from adapters.registry import ANY_VERSION, MlflowRegistry, VersionRef
+from flows.approval import await_answer
 from flows.context import Context, build_context
+from flows.lifecycle import current_flow_run_id, emit_lifecycle
 from flows.snapshots import read_snapshots
 from flows.steps import compute_step, io_step
+from tasks import approval as approval_rules
 from tasks import gate as gate_logic
-from tasks import metrics, training
+from tasks import lifecycle_events, metrics, training
 from tasks.errors import AliasConflict, MlopsError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -41,7 +44,13 @@ def register_version(ctx: Context, run_id: str) -> VersionRef:
 
 @io_step("move-alias")
 def move_alias(
-    ctx: Context, alias: str, version: str, reason: str, *, expected: str | None = ANY_VERSION
+    ctx: Context,
+    alias: str,
+    version: str,
+    reason: str,
+    approval: dict | None = None,
+    *,
+    expected: str | None = ANY_VERSION,
 ) -> dict | None:
     """Move an alias under the registry lock; with ``expected``, only if it still points there (else AliasConflict).
 
@@ -49,7 +58,9 @@ def move_alias(
     """
     flow_run_id = str(runtime.flow_run.id or "") or None
     name = ctx.usecase.registered_model
-    move = ctx.registry().set_alias(name, alias, version, reason=reason, flow_run_id=flow_run_id, expected=expected)
+    move = ctx.registry().set_alias(
+        name, alias, version, reason=reason, flow_run_id=flow_run_id, expected=expected, approval=approval
+    )
     if move is None:
         return None
     emit_alias_moved(name, ctx.usecase.name, move.__dict__, flow_run_id)  # running services poll as well
@@ -127,18 +138,24 @@ def register(
     version = register_version(ctx, run_id)
     if version.tags.get(REVOKED_TAG) == "true":
         return _not_judged(version, "revoked", f"version {version.version} was withdrawn by a rollback: never again")
+    mlflow_run = registry_run_url(ctx, version)
     for round_ in range(MAX_GATE_ROUNDS):
         champion = ctx.registry().get_alias(ctx.usecase.registered_model, CHAMPION)
         if champion is not None and champion.version == version.version:
             return _not_judged(version, "already_champion", "this version is already the champion")
-        if round_ == 0:
+        if round_ == 0:  # a move to the version it already points at is no move (a run resumed after approval)
             move_alias(ctx, CHALLENGER, version.version, reason)
-        record = _judge(ctx, version, champion, reason)
+        record = _judge(ctx, version, champion, reason, mlflow_run)
         if record["outcome"] != "promoted":
             break
         try:  # compare-and-swap: only over the champion the gate compared with
             move_alias(
-                ctx, CHAMPION, version.version, f"promoted by gate ({reason})", expected=record["champion_version"]
+                ctx,
+                CHAMPION,
+                version.version,
+                approval_rules.move_reason(record),
+                record.get("approval"),
+                expected=record["champion_version"],
             )
             break
         except AliasConflict:
@@ -147,6 +164,7 @@ def register(
         record = {**record, "outcome": "superseded", "reasons": [*record["reasons"], _SUPERSEDED]}
         record_decision(ctx, version, record)
     _publish(ctx, record)
+    announce(ctx, version, record, mlflow_run)
     return {"version": version.version, "promoted": record["outcome"] == "promoted", **record}
 
 
@@ -157,8 +175,8 @@ def _not_judged(version: VersionRef, outcome: str, reason: str) -> dict:
     return {"version": version.version, "outcome": outcome, "promoted": False, "reasons": [reason]}
 
 
-def _judge(ctx: Context, version: VersionRef, champion: VersionRef | None, reason: str) -> dict:
-    """Run the gate of ``version`` against ``champion`` and record the decision on the version."""
+def _judge(ctx: Context, version: VersionRef, champion: VersionRef | None, reason: str, mlflow_run: str | None) -> dict:
+    """Run the gate of ``version`` against ``champion`` (waiting for a person in approval mode) and record it."""
     window, window_info = evaluation_window(ctx, version, champion)
     if len(window) < ctx.usecase.gate.min_evaluation_rows:
         decision = gate_logic.reject_for_data(ctx.usecase.gate, len(window))
@@ -176,8 +194,24 @@ def _judge(ctx: Context, version: VersionRef, champion: VersionRef | None, reaso
         "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "flow_run_id": str(runtime.flow_run.id or ""),
     }
+    if decision.applied and decision.promote and decision.mode == "approval":
+        record = await_answer(ctx, version, record, mlflow_run)
     record_decision(ctx, version, record)
     return record
+
+
+def registry_run_url(ctx: Context, version: VersionRef) -> str | None:
+    return ctx.registry().training_run(version.run_id).run_url
+
+
+@io_step("announce-decision")
+def announce(ctx: Context, version: VersionRef, record: dict, mlflow_run: str | None = None) -> str | None:
+    """Send the decision's event (promoted / rejected / not promoted); a dry run announces nothing."""
+    event = lifecycle_events.gate_event(record)
+    if event is None or event == lifecycle_events.APPROVAL_REQUESTED_EVENT:
+        return None
+    payload = lifecycle_events.gate_payload(record, version.run_id, mlflow_run, f"runs:/{version.run_id}/gate")
+    return emit_lifecycle(ctx, event, version.version, payload, str(record.get("flow_run_id")), record["decided_at"])
 
 
 def _outcome(decision: gate_logic.GateDecision) -> str:
@@ -200,6 +234,10 @@ def rollback(reason: str, profile: str | None = None, usecase: str | None = None
     registry.set_version_tags(name, current.version, {REVOKED_TAG: "true", "rollback.reason": reason[:4900]})
     # compare-and-swap: a promotion that landed after the read above is not rolled back blindly
     move = move_alias(ctx, CHAMPION, target, f"rollback: {reason}", expected=current.version)
+    run_url = registry.training_run(current.run_id).run_url
+    payload = lifecycle_events.rollback_payload(current.version, target, reason, run_url, current_flow_run_id())
+    event = lifecycle_events.ROLLED_BACK_EVENT
+    emit_lifecycle(ctx, event, current.version, payload, target, move["at"])
     return {"from_version": current.version, "to_version": target, "move": move}
 
 
@@ -234,6 +272,10 @@ def _publish(ctx: Context, record: dict) -> None:
             f"Paired bootstrap {ctx.usecase.gate.metric} difference: "
             f"{b['diff']:+.4f} [{b['low']:+.4f}, {b['high']:+.4f}]",
         ]
+    approval = record.get("approval")
+    if approval:
+        who = f" by {approval['by']}" if approval.get("by") else ""
+        lines += ["", f"Approval: **{approval['decision']}**{who} at {approval['at']}: {approval.get('comment') or ''}"]
     lines += ["", "Reasons:", *[f"- {r}" for r in record["reasons"]]]
     create_markdown_artifact(
         key=f"gate-{ctx.usecase.name}".replace("_", "-"),

@@ -33,16 +33,18 @@ import pyarrow as pa
 from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
+from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from adapters.model_cache import load_cached
 from adapters.parquet_stream import describe_parquet, read_chunks, read_column
 from adapters.storage import join_uri, read_json, write_json, write_parquet
 from flows.context import Context, build_context
+from flows.lifecycle import current_flow_run_id, emit_lifecycle
 from flows.snapshots import curated_periods, latest_snapshot_uri
 from flows.steps import io_step
-from tasks import contract, scoring
-from tasks.errors import MlopsError, RegistryError, RegistryUnavailable, StorageError
+from tasks import contract, lifecycle_events, scoring
+from tasks.errors import InputDataError, MlopsError, RegistryError, RegistryUnavailable, StorageError
 from tasks.expectations import ExpectationSpec
 from tasks.scoring import InputProfile, Lineage, OutlierReference, Partition, PartitionResult
 from tasks.training import model_inputs
@@ -331,7 +333,10 @@ def score(
     model = resolve_model(ctx, model_alias)
     batch = describe_input(ctx, input_uri)
     specs = scoring.scoring_specs(model.specs, uc)
-    scoring.check_table(batch.profile, specs, f"input {input_uri}")
+    try:
+        scoring.check_table(batch.profile, specs, f"input {input_uri}")
+    except InputDataError as exc:
+        return refuse_batch(ctx, model.ref, batch, specs, exc)
     root = output_uri or join_uri(ctx.lake_root, "scores")
     where = scoring.partition_path(batch.batch_id, model.ref.version)
     flow_run_id = str(runtime.flow_run.id or "")
@@ -367,6 +372,28 @@ def score(
     summary["rows_per_second"] = round(total.rows_in / seconds, 1) if seconds else None
     _publish(ctx, summary)
     return summary
+
+
+def refuse_batch(ctx: Context, ref: ModelRef, batch: InputBatch, specs: list, refusal: InputDataError) -> State:
+    """Announce a batch the contract refuses as a whole (``mlops.contract.violated``), then fail the run.
+
+    The run ends FAILED under the state name ``Refused``: the refusal has its own event and message, so the
+    automation that reports failed runs (``prefect.flow-run.Failed``) does not report it a second time.
+    """
+    problems = scoring.table_problems(batch.profile, specs)
+    payload = lifecycle_events.contract_payload(
+        ref.version,
+        batch.batch_id,
+        batch.uri,
+        problems,
+        batch.profile.rows,
+        len(batch.profile.columns),
+        ctx.registry().training_run(ref.run_id).run_url,
+        current_flow_run_id(),
+    )
+    event = lifecycle_events.CONTRACT_VIOLATED_EVENT
+    emit_lifecycle(ctx, event, ref.version, payload, batch.batch_id, labels={"mlops.batch": batch.batch_id})
+    return Failed(name="Refused", message=str(refusal), data=refusal)
 
 
 def _summary(

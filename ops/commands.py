@@ -534,6 +534,7 @@ def infra_apply(
     def show(r: dict) -> None:
         rows = {f"pool {name}": outcome for name, outcome in r["pools"].items()}
         rows |= {f"deployment {name}": outcome for name, outcome in r["deployments"].items()}
+        rows |= dict(r.get("notifications", {}))
         show_mapping(f"Applied to {r['api_url']}", rows)
 
     run_command(as_json, "applying work pools and deployments", work, show)
@@ -720,3 +721,4 @@ def replay(
 from ops import cli_api  # noqa: E402,F401
 from ops import cli_stream  # noqa: E402,F401
 from ops import cli_backup  # noqa: E402,F401
+from ops import cli_approval  # noqa: E402,F401

@@ -159,8 +159,9 @@ def apply(
     deploy: bool = True,
     deploy_pool: str | None = None,
     env: Mapping[str, str] | None = None,
+    notify: bool | None = None,
 ) -> dict[str, Any]:
-    """Create or update the work pools, then `prefect deploy --all`; report what changed.
+    """Create or update the work pools, then `prefect deploy --all` and the notifications; report what changed.
 
     Args:
         api_url: the Prefect API (``.../api``).
@@ -169,6 +170,8 @@ def apply(
         deploy: also deploy every deployment of prefect.yaml.
         deploy_pool: deploy every deployment to this pool type instead of the pool prefect.yaml names.
         env: environment of the ``prefect deploy`` process (default: this process's).
+        notify: apply infra/automations/notifications.yaml (ops/notifications.py): None applies it with deploy
+            and skips it when no channel URL is configured; True requires the URL; False leaves it alone.
 
     Raises:
         MlopsError: a template or value is refused, a pool of another type has the name, prefect.yaml's pool is
@@ -183,6 +186,10 @@ def apply(
         started = time.perf_counter()
         report["deployments"] = deploy_all(api_url, env, deploy_pool)
         seconds["deploy"] = round(time.perf_counter() - started, 2)
+    if notify or (notify is None and deploy):
+        from ops.notifications import apply_notifications
+
+        report["notifications"] = apply_notifications(api_url, required=bool(notify))
     return report
 
 

@@ -143,7 +143,7 @@ class GateDecision:
 
     Attributes:
         promote: Whether the challenger should become champion under this mode (``disabled``: always).
-        mode: ``enforce``, ``dry_run`` or ``disabled``.
+        mode: ``enforce``, ``dry_run``, ``disabled`` or ``approval`` (as enforce, then a person decides).
         reasons: A summary sentence first, then one sentence per check with its numbers.
         challenger: Challenger metrics the checks read.
         champion: Champion metrics on the same rows, or None for the first model.
@@ -252,6 +252,8 @@ def _summary(mode: str, outcomes: list[bool]) -> str:
         return f"gate disabled: promoted without checks (enforce would {would}: {verdict})"
     if mode == "dry_run":
         return f"dry run, nothing moves: enforce would {would} ({verdict})"
+    if mode == "approval" and passed:
+        return f"passed the gate, promoted only once a person approves: {verdict}"
     return f"{'promoted' if passed else 'rejected'}: {verdict}"
 
 

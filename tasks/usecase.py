@@ -137,9 +137,13 @@ class ContractSpec(Strict):
 
 
 class GateSpec(Strict):
-    """Promotion gate: floors, non-inferiority by paired bootstrap, guardrails, mode."""
+    """Promotion gate: floors, non-inferiority by paired bootstrap, guardrails, mode.
 
-    mode: Literal["enforce", "dry_run", "disabled"] = "enforce"
+    ``approval``: decided as ``enforce``, but a challenger that would be promoted waits for a person to approve or
+    reject it (Prefect UI or `mlops approve` / `mlops reject`) for at most ``approval_timeout_seconds``.
+    """
+
+    mode: Literal["enforce", "dry_run", "disabled", "approval"] = "enforce"
     metric: Literal["roc_auc", "average_precision"] = "roc_auc"
     floors: dict[Literal["roc_auc", "average_precision", "kpi"], float] = {}
     max_brier: float | None = None
@@ -150,6 +154,7 @@ class GateSpec(Strict):
     max_model_megabytes: float | None = Field(default=None, gt=0.0)
     min_evaluation_rows: int = Field(default=500, ge=1)
     seed: int = 0
+    approval_timeout_seconds: int = Field(default=259_200, ge=5)
 
 
 class ScoringSpec(Strict):

@@ -56,9 +56,12 @@ PROVIDER_ATTRIBUTES = {
         "name", "description", "enabled", "trigger", "actions", "actions_on_trigger", "actions_on_resolve",
         "account_id", "workspace_id",
     },
+    "prefect_block": {"name", "type_slug", "data", "ref", "account_id", "workspace_id"},
 }  # fmt: skip
 EVENT_TRIGGER_ATTRIBUTES = {"posture", "match", "match_related", "after", "expect", "for_each", "threshold", "within"}
-ACTION_ATTRIBUTES = {"type", "source", "deployment_id", "parameters", "job_variables"}
+ACTION_ATTRIBUTES = {
+    "type", "source", "deployment_id", "parameters", "job_variables", "block_document_id", "subject", "body",
+}  # fmt: skip
 META_ARGUMENTS = {"for_each", "count", "depends_on", "lifecycle", "provider"}
 
 
@@ -186,11 +189,13 @@ def test_resources_set_only_documented_attributes(hcl: dict[str, Any]) -> None:
         for name, body in named.items():
             unknown = set(body) - PROVIDER_ATTRIBUTES[kind] - META_ARGUMENTS
             assert not unknown, f"{kind}.{name} sets {sorted(unknown)}, not in the provider's schema"
-    (automation,) = resources["prefect_automation"].values()
-    assert set(automation["trigger"]) == {"event"}
-    assert set(automation["trigger"]["event"]) <= EVENT_TRIGGER_ATTRIBUTES
-    for action in automation["actions"]:
-        assert set(action) <= ACTION_ATTRIBUTES and action["type"] == "run-deployment"
+    kinds = {"this": "run-deployment", "notify": "send-notification"}
+    assert set(resources["prefect_automation"]) == set(kinds)
+    for name, automation in resources["prefect_automation"].items():
+        assert set(automation["trigger"]) == {"event"}
+        assert set(automation["trigger"]["event"]) <= EVENT_TRIGGER_ATTRIBUTES
+        for action in automation["actions"]:
+            assert set(action) <= ACTION_ATTRIBUTES and action["type"] == kinds[name]
 
 
 def test_resources_take_every_field_from_the_mirrored_data(hcl: dict[str, Any]) -> None:
@@ -212,7 +217,7 @@ def test_resources_take_every_field_from_the_mirrored_data(hcl: dict[str, Any]) 
     (schedule,) = hcl["resource"]["prefect_deployment_schedule"].values()
     assert schedule["for_each"] == "${local.schedules}" and "each.value.cron" in schedule["cron"]
     assert "each.value.timezone" in schedule["timezone"]
-    (automation,) = hcl["resource"]["prefect_automation"].values()
+    automation = hcl["resource"]["prefect_automation"]["this"]
     assert automation["for_each"] == "${local.automations}"
     for key, value in automation["trigger"]["event"].items():
         assert f"each.value.{key}" in value, f"trigger.event.{key} = {value}"
@@ -256,15 +261,27 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     shutil.copytree(REPO / "infra" / "work-pools", root / "infra" / "work-pools")
     work = root / "infra" / "terraform" / "prefect"
     work.mkdir(parents=True)
-    for name in ("variables.tf", "data.tf", "derived.tf"):
+    shutil.copytree(REPO / "infra" / "automations", root / "infra" / "automations")
+    for name in ("variables.tf", "data.tf", "derived.tf", "notifications_data.tf"):
         shutil.copy(MODULE / name, work / name)
-    outputs = ("deployments", "pull_steps", "work_pool_templates", "schedules", "automations")
-    (work / "outputs_under_test.tf").write_text("".join(f'output "{o}" {{\n  value = local.{o}\n}}\n' for o in outputs))
+    outputs = (
+        "deployments", "pull_steps", "work_pool_templates", "schedules", "automations", "notification_automations",
+        "notification_block_data", "notification_type",
+    )  # fmt: skip
+    (work / "outputs_under_test.tf").write_text(
+        "".join(f'output "{o}" {{\n  value = local.{o}\n  sensitive = true\n}}\n' for o in outputs)
+    )
     cli_config = root / "terraform.rc"
     cli_config.write_text("")  # no provider is needed: nothing to install
     _terraform(["init", "-backend=false", "-no-color"], work, cli_config)
     results: dict[str, Any] = {}
-    for label, tfvars in (("as_is", {}), ("overridden", {"job_variable_defaults": OVERRIDES})):
+    cases = (
+        ("as_is", {}),
+        ("overridden", {"job_variable_defaults": OVERRIDES}),
+        ("notify", {"notification_url": NOTIFY_URL}),
+        ("notify_slack", {"notification_url": NOTIFY_URL, "notification_type": "slack-webhook"}),
+    )
+    for label, tfvars in cases:
         (work / "case.tfvars.json").write_text(json.dumps(tfvars))
         _terraform(["apply", "-auto-approve", "-no-color", "-var-file=case.tfvars.json"], work, cli_config)
         output = json.loads(_terraform(["output", "-json"], work, cli_config).stdout)
@@ -275,6 +292,7 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return results
 
 
+NOTIFY_URL = "https://hooks.example.com/services/T000/B000/not-a-real-hook"
 OVERRIDES = {
     "kubernetes": {"image": "ghcr.io/acme/mlops-worker:3f2c1a9b7d4e", "namespace": "mlops-prod", "cpu_limit": "4"},
     "ecs": {
@@ -343,3 +361,60 @@ def test_terraform_fmt_is_clean(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 0, f"run `terraform fmt -recursive infra/terraform/prefect`:\n{done.stdout}"
+
+
+# --- notifications (infra/automations/notifications.yaml) ------------------------------------------------------------
+
+
+def test_notification_resources_take_every_field_from_the_file(hcl: dict[str, Any]) -> None:
+    (block,) = hcl["resource"]["prefect_block"].values()
+    assert "local.notify" in block["count"] and "local.notification_type" in block["type_slug"]
+    assert "local.notification_block_data[local.notification_type]" in block["data"]
+    automation = hcl["resource"]["prefect_automation"]["notify"]
+    assert automation["for_each"] == "${local.notification_automations}"
+    for key, value in automation["trigger"]["event"].items():
+        assert f"each.value.trigger.{key}" in value, f"notify trigger.event.{key} = {value}"
+    (action,) = automation["actions"]
+    assert action["subject"] == "${each.value.subject}" and action["body"] == "${each.value.body}"
+    assert "prefect_block.notify[0].id" in action["block_document_id"]
+    variable = next(b for p in MODULE.glob("*.tf") for b in _parse(p).get("variable", []) if "notification_url" in b)
+    assert variable["notification_url"]["sensitive"] is True and variable["notification_url"]["default"] is None
+
+
+@needs_terraform
+def test_terraform_sends_the_automations_mlops_infra_apply_sends(evaluated: dict[str, Any]) -> None:
+    from uuid import UUID
+
+    from ops.notifications import automation_payload, load_spec
+
+    assert evaluated["as_is"]["notification_automations"] == {}, "no URL: no automation"
+    mirrored = evaluated["notify"]["notification_automations"]
+    spec = load_spec()
+    assert set(mirrored) == {a.name for a in spec.automations}
+    for automation in spec.automations:
+        sent = automation_payload(automation, UUID(int=1))
+        tf = mirrored[automation.name]
+        trigger = {**tf["trigger"], "match_related": tf["trigger"].get("match_related", {})}
+        assert (
+            sent["trigger"]["match"] == trigger["match"]
+            and sent["trigger"]["match_related"] == trigger["match_related"]
+        ), automation.name
+        assert sorted(sent["trigger"]["expect"]) == sorted(trigger["expect"]), automation.name
+        assert sorted(sent["trigger"]["for_each"]) == sorted(trigger["for_each"]), automation.name
+        assert sent["trigger"]["posture"] == trigger["posture"] and sent["trigger"]["threshold"] == trigger["threshold"]
+        assert sent["trigger"]["within"] == float(trigger["within"]), automation.name
+        (action,) = sent["actions"]
+        assert (action["subject"], action["body"]) == (tf["subject"], tf["body"]), automation.name
+        assert (sent["description"], sent["enabled"]) == (tf["description"], tf["enabled"]), automation.name
+
+
+@needs_terraform
+def test_terraform_builds_the_block_mlops_infra_apply_saves(evaluated: dict[str, Any]) -> None:
+    from ops.notifications import block_data, load_spec
+
+    channel = load_spec().channel
+    for label, kind in (("notify", channel.type), ("notify_slack", "slack-webhook")):
+        assert evaluated[label]["notification_type"] == kind
+        assert evaluated[label]["notification_block_data"][kind] == block_data(channel, NOTIFY_URL, kind), label
+    webhook = block_data(channel, NOTIFY_URL, "custom-webhook")
+    assert webhook["url"] == "{{url}}" and webhook["secrets"] == {"url": NOTIFY_URL}, "the URL is a secret value"

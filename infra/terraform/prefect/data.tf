@@ -165,6 +165,39 @@ locals {
       ]
       triggers = []
     }
+    "approval-timeout" = {
+      flow              = "approval-timeout"
+      entrypoint        = "flows/approval.py:approval_timeout"
+      description       = "Record outcome not_promoted for a register run whose approval (gate mode approval) was not given in time; started by that run's expiry."
+      work_pool         = "mlops-process"
+      work_queue        = "default"
+      tags              = ["mlops"]
+      concurrency_limit = null
+      parameters        = {}
+      schedules         = []
+      triggers = [
+        {
+          type    = "event"
+          enabled = true
+          posture = "Reactive"
+          match = {
+            "prefect.resource.id"   = "prefect.flow-run.*"
+            "prefect.state-message" = "The flow was paused and never resumed."
+          }
+          match_related = {
+            "prefect.resource.role" = "flow"
+            "prefect.resource.name" = "register"
+          }
+          expect    = ["prefect.flow-run.Failed"]
+          for_each  = ["prefect.resource.id"]
+          threshold = 1
+          within    = 3600
+          parameters = {
+            flow_run_id = "{{ event.resource.id }}"
+          }
+        },
+      ]
+    }
     "rollback" = {
       flow              = "rollback"
       entrypoint        = "flows/register.py:rollback"

@@ -53,12 +53,13 @@ resource "prefect_automation" "this" {
 
   trigger = {
     event = {
-      posture   = each.value.posture
-      match     = jsonencode(each.value.match)
-      expect    = each.value.expect
-      for_each  = each.value.for_each
-      threshold = each.value.threshold
-      within    = each.value.within
+      posture       = each.value.posture
+      match         = jsonencode(each.value.match)
+      match_related = jsonencode(try(each.value.match_related, {}))
+      expect        = each.value.expect
+      for_each      = each.value.for_each
+      threshold     = each.value.threshold
+      within        = each.value.within
     }
   }
 

@@ -12,3 +12,8 @@ output "automations" {
   description = "Automation name -> id (the deployment triggers of prefect.yaml)."
   value       = { for name, automation in prefect_automation.this : name => automation.id }
 }
+
+output "notification_automations" {
+  description = "Notification automation name -> id (infra/automations/notifications.yaml)."
+  value       = { for name, automation in prefect_automation.notify : name => automation.id }
+}

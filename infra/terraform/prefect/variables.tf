@@ -73,3 +73,26 @@ variable "deployment_work_pool" {
     error_message = "deployment_work_pool must be one of mlops-process, mlops-docker, mlops-kubernetes, mlops-ecs, or null."
   }
 }
+
+variable "notification_url" {
+  description = "Webhook URL of the notification channel (infra/automations/notifications.yaml): give it as TF_VAR_notification_url from the environment or a secret store, never in a file. null creates no block and no notification automation."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.notification_url == null || can(regex("^https?://[^\\s]+$", coalesce(var.notification_url, "-")))
+    error_message = "notification_url must be an http(s) URL or null."
+  }
+}
+
+variable "notification_type" {
+  description = "Notification block type instead of the one notifications.yaml names: custom-webhook, slack-webhook or ms-teams-webhook; null keeps the file's."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.notification_type == null || contains(["custom-webhook", "slack-webhook", "ms-teams-webhook"], coalesce(var.notification_type, "-"))
+    error_message = "notification_type must be custom-webhook, slack-webhook, ms-teams-webhook or null."
+  }
+}
