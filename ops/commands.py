@@ -686,3 +686,6 @@ def replay(
         lambda: run_replay(first=first, last=last, base=base, home=home, usecase=usecase, on_month=on_month),
         show,
     )
+
+
+from ops import cli_dashboard  # noqa: E402,F401
