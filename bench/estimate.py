@@ -5,10 +5,10 @@ than NannyML's CBPE on the same windows.
 
 Data and model: the use case's real months through the ingestion logic (``curated_months`` of bench/drift.py);
 a model trained on Jan-Mar with the product's pipeline and time split; its isotonic calibration map fitted on
-the validation split exactly as the train flow does (``estimation.fit_calibration``). Each later month is one
-window: every scored row (as the drift check sees it, labels unknown) is estimated with
+the labelled part named by ``estimation.reference`` as the train flow does (``estimation.fit_calibration``).
+Each later month is one window: every scored row (as the drift check sees it, labels unknown) is estimated with
 ``estimation.estimate_performance``; realized metrics are on the rows whose label arrived. NannyML gets the same
-reference (validation split) and the same rows per window, in its own environment (it is never a dependency):
+reference rows and the same rows per window, in its own environment (it is never a dependency):
 
     make bench-estimate        # builds .tools/nannyml-env once (nannyml 0.13.1), then runs this
 
@@ -37,6 +37,7 @@ PEER = REPO / "bench" / "estimate_peer.py"
 TRAIN = ["2013-01", "2013-02", "2013-03"]
 WINDOWS = [f"2013-{m:02d}" for m in range(4, 13)]
 GOAL = 0.02
+REFERENCE = ["holdout"]
 
 
 def main() -> None:
@@ -48,8 +49,10 @@ def main() -> None:
     # one OpenMP thread wherever the model fits or predicts: a busy 2-core machine (DESIGN.md, "Under CPU load")
     with threadpool_limits(limits=1):
         pipeline = training.fit_pipeline(training.build_pipeline(uc), split, uc)
-        y_val = split.validation[label].to_numpy(dtype="int64")
-        p_val = pipeline.predict_proba(training.feature_frame(split.validation, uc))[:, 1]
+        # the labelled part the calibration map is fitted on (estimation.reference), as the train flow does
+        ref_part = getattr(split, uc.estimation.reference)
+        y_val = ref_part[label].to_numpy(dtype="int64")
+        p_val = pipeline.predict_proba(training.feature_frame(ref_part, uc))[:, 1]
         scored = {m: pipeline.predict_proba(training.feature_frame(frames[m], uc))[:, 1] for m in WINDOWS}
     print(f"set-up (ingest 12 months, train Jan-Mar, score Apr-Dec): {time.perf_counter() - started:.0f} s")
     calibration = estimation.fit_calibration(y_val, p_val)
@@ -74,7 +77,8 @@ def main() -> None:
         if payoff is not None:
             realized[m]["value"] = estimation.window_value(metrics.confusion(y, scored[m][known], threshold), payoff)
 
-    peer = run_peer(split.validation[label], p_val, scored, threshold)
+    REFERENCE[0] = uc.estimation.reference
+    peer = run_peer(ref_part[label], p_val, scored, threshold)
     print_table(ours, realized, peer, seconds, holdout_auc, uc.value.unit if uc.value else "")
 
 
@@ -105,8 +109,11 @@ def print_table(ours: dict, realized: dict, peer: dict | None, seconds: dict, ho
         f"pools outside the limit: {pools}"
     )
     if peer:
-        print(f"peer: NannyML {peer['version']} (pandas {peer['pandas']}) CBPE, fitted on the same validation split")
-    print(f"Jan-Mar model, holdout ROC AUC {holdout_auc:.4f}; {ours[WINDOWS[0]].confidence:.0%} intervals")
+        print(f"peer: NannyML {peer['version']} (pandas {peer['pandas']}) CBPE, fitted on the same reference rows")
+    print(
+        f"Jan-Mar model, holdout ROC AUC {holdout_auc:.4f}; calibration reference: {REFERENCE[0]}; "
+        f"{ours[WINDOWS[0]].confidence:.0%} intervals"
+    )
     head = (
         f"{'month':<8} {'rows':>6} {'realized':>8} {'ours':>7} {'interval':>15} {'|err|':>6} {'in':>3}"
         f" {'nannyml':>8} {'|err|':>6} {'ours s':>6} {'nml s':>6}  {'prec err':>8} {'rec err':>8}"

@@ -1,7 +1,7 @@
 """NannyML's CBPE on the windows ``bench/estimate.py`` wrote; run by the NannyML interpreter, not .venv.
 
 NannyML is never a dependency of the product: it lives in a throw-away environment (Makefile NANNYML_ENV).
-Reads ``<dir>/reference.parquet`` (the validation split: label, score, decision) and ``<dir>/window-*.parquet``
+Reads ``<dir>/reference.parquet`` (the calibration reference: label, score, decision) and ``<dir>/window-*.parquet``
 (score and decision of each later month), fits CBPE on the reference and estimates ROC AUC, precision and
 recall of each window as one chunk. Writes ``<dir>/peer.json``.
 Usage: $NANNYML_PYTHON bench/estimate_peer.py DIR

@@ -41,12 +41,14 @@ def evaluate_model(ctx: Context, pipeline, split: TimeSplit) -> dict:
         scores[part] = (frame[label].to_numpy(), proba)
     y_hold, p_hold = scores["holdout"]
     found = {part: metrics.evaluate(y, p, uc.model.decision_threshold, uc.kpi) for part, (y, p) in scores.items()}
-    # fitted on validation only, so the holdout shows how well a label-free estimate works on unseen rows
-    calibration = estimation.fit_calibration(*scores["validation"])
-    held = estimation.estimate_performance(
-        p_hold, calibration, uc.model.decision_threshold, uc.kpi, resamples=50, seed=uc.estimation.seed
+    # the label-free estimate's map; the other labelled part shows how well it estimates rows it did not see
+    reference = uc.estimation.reference
+    calibration = estimation.fit_calibration(*scores[reference])
+    other = "validation" if reference == "holdout" else "holdout"
+    unseen = estimation.estimate_performance(
+        scores[other][1], calibration, uc.model.decision_threshold, uc.kpi, resamples=50, seed=uc.estimation.seed
     )
-    found["holdout"] |= {f"estimated_{k}": v for k, v in held.metrics.items()}
+    found[other] |= {f"estimated_{k}": v for k, v in unseen.metrics.items()}
     importances = explain.permutation_importances(
         pipeline, training.feature_frame(split.holdout, uc), y_hold, seed=uc.model.seed
     )

@@ -60,11 +60,14 @@ def create_app(
     load: Callable[[str], view.Bundle],
     report: Callable[[str, str, str], bytes],
     refresh_seconds: float = 30.0,
+    warm: bool = True,
 ) -> dash.Dash:
     """The Dash app over ``usecases`` (the first one is shown first)."""
     if not usecases:
         raise MlopsError("the dashboard needs at least one use case in config/usecases/")
     cache = BundleCache(load, refresh_seconds)
+    for usecase in usecases if warm else ():  # the first visitor should not pay for the first read
+        cache.get(usecase)
     app = dash.Dash(__name__, title="mlops · monitoring", update_title=None)
 
     @app.server.route("/reports/<usecase>/<version>/<window>")

@@ -249,6 +249,9 @@ class EstimatedTriggerSpec(Strict):
 class EstimationSpec(Strict):
     """Performance estimated from calibrated scores before labels arrive (see tasks/estimation.py)."""
 
+    # the labelled part of the training data the calibration map is fitted on: the latest (holdout) follows the
+    # newest relation between inputs and label; validation leaves the holdout unseen by the map
+    reference: Literal["validation", "holdout"] = "holdout"
     resamples: int = Field(default=200, ge=20, le=10_000)
     confidence: float = Field(default=0.9, gt=0.5, lt=1.0)
     seed: int = 0

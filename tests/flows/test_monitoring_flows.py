@@ -342,5 +342,5 @@ def test_the_trained_model_logs_its_calibration_map(mon, monitored):
     assert mapping["method"] == "isotonic" and len(mapping["knots_x"]) == len(mapping["knots_y"]) >= 2
     assert mapping["knots_y"] == sorted(mapping["knots_y"])
     metrics = registry.run_summary(monitored["run_id"])["metrics"]
-    # logged beside the realized holdout value (the map is fitted on validation, so the holdout is unseen by it)
-    assert 0.5 < metrics["holdout_estimated_roc_auc"] < 1.0 and "holdout_estimated_precision" in metrics
+    # logged beside the realized value of the labelled part the map was not fitted on
+    assert 0.5 < metrics["validation_estimated_roc_auc"] < 1.0 and "validation_estimated_precision" in metrics
