@@ -14,7 +14,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from adapters import postgres, processes
@@ -25,7 +25,7 @@ from tasks.errors import MlopsError
 BUCKETS = ("mlops-landing", "mlops-lake", "mlops-mlflow")
 WORK_POOL = "mlops-process"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "stack-local", "AWS_SECRET_ACCESS_KEY": "stack-local"}
-ORDER = ("postgres", "s3", "prefect", "mlflow", "worker")
+ORDER = ("postgres", "s3", "prefect", "mlflow", "worker", "dashboard")
 BACKENDS = ("sqlite", "postgres")
 DATABASES = ("prefect", "mlflow")
 
@@ -36,6 +36,7 @@ class Ports:
     mlflow: int = 5000
     s3: int = 9000
     postgres: int = 15432
+    dashboard: int = 0  # 0: a free port, chosen at the first `up` and kept in the state file
 
 
 def stack_dir() -> Path:
@@ -48,6 +49,7 @@ def urls(ports: Ports) -> dict[str, str]:
         "prefect_api": f"http://127.0.0.1:{ports.prefect}/api",
         "mlflow": f"http://127.0.0.1:{ports.mlflow}",
         "s3": f"http://127.0.0.1:{ports.s3}",
+        "dashboard": f"http://127.0.0.1:{ports.dashboard}",
     }
 
 
@@ -130,6 +132,12 @@ def _commands(ports: Ports, backend: str = "sqlite") -> dict[str, tuple[list[str
             90,
         ),
         "worker": ([str(bin_dir / "prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"], None, 0),
+        # the monitoring dashboard over the stack's lake and registry (services/dashboard.py)
+        "dashboard": (
+            [str(bin_dir / "mlops"), "dashboard", "--port", str(ports.dashboard), "--profile", "stack"],
+            f"{urls(ports)['dashboard']}/",
+            120,
+        ),
     }
 
 
@@ -153,6 +161,8 @@ def up(ports: Ports | None = None, deploy: bool = True, backend: str | None = No
     state = read_state()
     ports = Ports(**state["ports"]) if ports is None and "ports" in state else ports or Ports()
     backend = _choose_backend(state, backend)
+    if not ports.dashboard:
+        ports = replace(ports, dashboard=processes.free_port())
     state["ports"], state["backend"] = ports.__dict__, backend
     env, timings = _process_env(ports), {}
     (stack_dir() / "mlflow").mkdir(parents=True, exist_ok=True)
@@ -234,6 +244,8 @@ def _ensure(state: dict, name: str, ports: Ports, env: dict[str, str], backend: 
         }
     if name == "worker":
         env = {**env, **_worker_env()}
+    if name == "dashboard":  # flow-run links of the dashboard open in this stack's Prefect UI
+        env = {**env, "PREFECT_UI_URL": urls(ports)["prefect"]}
     port = getattr(ports, name, None)
     if port and processes.port_in_use(port):
         raise MlopsError(f"port {port} for {name} is already in use by another program: pass another port")

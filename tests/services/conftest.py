@@ -14,4 +14,4 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     load = os.getloadavg()
     terminalreporter.section(f"service timings (load {load[0]:.1f} on {os.cpu_count()} cores, OMP_NUM_THREADS=1)")
     for name, seconds in TIMINGS.items():
-        terminalreporter.write_line(f"{name:<48} {seconds:8.2f} s")
+        terminalreporter.write_line(f"{name:<48} {seconds:8.2f}")
