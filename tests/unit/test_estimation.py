@@ -29,9 +29,9 @@ def test_expected_auc_matches_the_mean_auc_over_labels_drawn_from_the_probabilit
     rng = np.random.default_rng(1)
     s = rng.random(300)
     p = rng.random(300)
-    draws = [(rng.random(300) < p).astype(int) for _ in range(2000)]
+    draws = [(rng.random(300) < p).astype(int) for _ in range(500)]
     mean = np.mean([roc_auc_score(y, s) for y in draws])
-    assert estimation.expected_auc(s, p) == pytest.approx(mean, abs=0.005)
+    assert estimation.expected_auc(s, p) == pytest.approx(mean, abs=0.01)
 
 
 def test_expected_auc_counts_ties_one_half():
