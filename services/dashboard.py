@@ -40,19 +40,20 @@ def fmt(value: object, kind: str) -> str:
 
 
 class BundleCache:
-    """The latest bundle per use case, reloaded when older than ``seconds``."""
+    """The latest bundle per use case and its window table, reloaded when older than ``seconds``."""
 
     def __init__(self, load: Callable[[str], view.Bundle], seconds: float) -> None:
         self._load, self._seconds, self._lock = load, seconds, threading.Lock()
-        self._held: dict[str, tuple[float, view.Bundle]] = {}
+        self._held: dict[str, tuple[float, view.Bundle, pd.DataFrame]] = {}
 
-    def get(self, usecase: str) -> view.Bundle:
+    def get(self, usecase: str) -> tuple[view.Bundle, pd.DataFrame]:
         with self._lock:
             held = self._held.get(usecase)
             if held is None or time.monotonic() - held[0] > self._seconds:
-                held = (time.monotonic(), self._load(usecase))
+                bundle = self._load(usecase)
+                held = (time.monotonic(), bundle, view.window_table(bundle))
                 self._held[usecase] = held
-            return held[1]
+            return held[1], held[2]
 
 
 def create_app(
@@ -91,7 +92,7 @@ def create_app(
         Input("usecase", "value"),
     )
     def filters(usecase: str):
-        table = view.window_table(cache.get(usecase))
+        _, table = cache.get(usecase)
         versions = [view.ALL_VERSIONS, *sorted(set(table["model_version"]), key=_version_key)]
         windows = sorted(set(table["window"]))
         first, last = (windows[0], windows[-1]) if windows else (None, None)
@@ -110,8 +111,8 @@ def create_app(
         Input("end", "value"),
     )
     def render(usecase: str, version: str | None, start: str | None, end: str | None):
-        bundle = cache.get(usecase)
-        rows = view.select(view.window_table(bundle), version or view.ALL_VERSIONS, start, end)
+        bundle, table = cache.get(usecase)
+        rows = view.select(table, version or view.ALL_VERSIONS, start, end)
         return (
             _summary(bundle, rows),
             _timeline(rows),
