@@ -31,6 +31,7 @@ from tasks.errors import MlopsError
 from tasks.usecase import KpiSpec
 
 CELLS = ("tp", "fp", "fn", "tn")
+_DRAW_CELLS = 4_000_000
 ESTIMATED_METRICS = ("roc_auc", "precision", "recall", "positive_rate", "base_rate", "kpi")
 
 
@@ -137,16 +138,15 @@ def _midranks(scores: np.ndarray) -> np.ndarray:
 
 
 def _sampled_metrics(
-    scores: np.ndarray, draws: np.ndarray, flagged: np.ndarray, top: np.ndarray, payoff: Mapping[str, float] | None
+    ranks: np.ndarray, draws: np.ndarray, flagged: np.ndarray, top: np.ndarray, payoff: Mapping[str, float] | None
 ) -> dict[str, np.ndarray]:
-    """Each metric on each row of ``draws`` (resamples x rows of 0/1 labels) against the fixed scores."""
-    ranks = _midranks(scores)
-    n = scores.size
+    """Each metric on each row of ``draws`` (resamples x rows of 0/1 labels) against the fixed scores' ranks."""
+    n = ranks.size
     pos = draws.sum(axis=1)
     neg = n - pos
     with np.errstate(divide="ignore", invalid="ignore"):
         auc = (draws @ ranks - pos * (pos + 1) / 2.0) / (pos * neg)
-        tp = draws[:, flagged].sum(axis=1)
+        tp = draws @ flagged.astype("float64")
         fp = flagged.sum() - tp
         fn = pos - tp
         tn = neg - fp
@@ -156,7 +156,7 @@ def _sampled_metrics(
             "recall": tp / pos,
             "positive_rate": np.full(draws.shape[0], flagged.mean()),
             "base_rate": pos / n,
-            "kpi": draws[:, top].sum(axis=1) / pos,
+            "kpi": (draws @ top.astype("float64")) / pos,
         }
     if payoff is not None:
         out["value"] = sum(payoff[c] * v for c, v in zip(CELLS, (tp, fp, fn, tn), strict=True))
@@ -198,8 +198,14 @@ def estimate_performance(
         "kpi": float(p[top].sum() / positives) if positives > 0 else math.nan,
     }
     rng = np.random.default_rng(seed)
-    draws = (rng.random((resamples, s.size)) < p).astype("float64")
-    sampled = _sampled_metrics(s, draws, flagged, top, payoff)
+    ranks = _midranks(s)
+    # label draws in blocks of at most ~4M cells: a 1M-row window never holds resamples x rows in memory
+    block = max(1, _DRAW_CELLS // s.size)
+    parts = []
+    for start in range(0, resamples, block):
+        draws = (rng.random((min(block, resamples - start), s.size)) < p).astype("float64")
+        parts.append(_sampled_metrics(ranks, draws, flagged, top, payoff))
+    sampled = {m: np.concatenate([part[m] for part in parts]) for m in parts[0]}
     low, high = (1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0
 
     def band(values: np.ndarray) -> tuple[float, float]:
