@@ -101,3 +101,10 @@ backup: setup
 .PHONY: bench-notify
 bench-notify: setup
 	$(VENV)/bin/python bench/notify.py --events 10
+# NannyML (the peer of the label-free estimate) lives in its own throw-away environment, never in .venv
+NANNYML_ENV ?= $(TOOLS)/nannyml-env
+.PHONY: bench-estimate
+bench-estimate: setup
+	test -x $(NANNYML_ENV)/bin/python || ($(UV) venv --quiet --python $(PYTHON) $(NANNYML_ENV) && \
+	  $(UV) pip install --quiet --python $(NANNYML_ENV)/bin/python nannyml==0.13.1 statsmodels pyarrow)
+	NANNYML_PYTHON=$(CURDIR)/$(NANNYML_ENV)/bin/python OMP_NUM_THREADS=1 $(VENV)/bin/python bench/estimate.py

@@ -355,6 +355,12 @@ class MlflowRegistry:
             versions = [v for v in self._mlflow().search_model_versions(f"run_id='{run_id}'") if v.name == name]
         return _version_ref(min(versions, key=lambda v: int(v.version))) if versions else None
 
+    def list_versions(self, name: str) -> list[VersionRef]:
+        """Every version of a registered model, oldest first; [] when the model does not exist."""
+        with self._scope(f"list versions of model {name!r}"):
+            found = self._mlflow().search_model_versions(f"name='{_quoted(name)}'")
+        return sorted((_version_ref(v) for v in found), key=lambda v: int(v.version))
+
     def get_version(self, name: str, version: str) -> VersionRef:
         """Return one version of a registered model; RegistryError if the model or version does not exist."""
         with self._scope(f"read version {version} of model {name!r}"):

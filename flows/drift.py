@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from adapters.storage import read_parquet
 from flows.context import Context, build_context
+from flows.estimate import estimate_markdown, estimate_metrics, estimate_window
 from flows.score import SKETCH_ARTIFACT, ModelRef, run_json
 from flows.steps import compute_step, io_step
 from flows.windows import (
@@ -99,7 +100,8 @@ def drift_check(
     sketch, importances = load_reference(ctx, ref)
     counts = profile_window(ctx, manifest, sketch)
     verdict = judge(ctx, counts, sketch, importances)
-    history, last_retrain = monitoring.drift_history(earlier_results(ctx, CHECK, ref), target.window)
+    earlier = earlier_results(ctx, CHECK, ref)
+    history, last_retrain = monitoring.drift_history(earlier, target.window)
     debounce = spec.debounce
     decision = drift.should_retrain(
         [*history, verdict.drifted], debounce.k, debounce.n, last_retrain, debounce.cooldown_windows
@@ -114,6 +116,7 @@ def drift_check(
         "flow run": str(runtime.flow_run.id or ""),
     }
     report = render_report(counts, sketch, verdict, decision, meta)
+    estimate = estimate_window(ctx, ref, manifest, target.window, earlier)
     result = {
         "window": target.window,
         "batch_id": target.batch_id,
@@ -125,7 +128,9 @@ def drift_check(
         "retrain_requested": decision.retrain,
         "decision": decision.reason,
         "verdict": verdict.to_dict(),
+        "estimate": estimate,
         "flow_run_id": str(runtime.flow_run.id or ""),
+        "flow_run_url": str(runtime.flow_run.ui_url or ""),
     }
     uris = write_result(ctx, result_uri(ctx, CHECK, ref, target.window), result, {"report.html": report})
     run = log_monitoring_run(
@@ -133,15 +138,31 @@ def drift_check(
         CHECK,
         ref,
         target.window,
-        _metrics(verdict),
+        _metrics(verdict) | estimate_metrics(estimate),
         {"drift/report.html": report, "drift/result.json": json.dumps(result, indent=2, default=str).encode()},
     )
+    # the run is known only after it is logged with the result: the stored result then names it (dashboard links)
+    write_result(ctx, uris["result.json"], {**result, "mlflow_run": run})
     summary = {**result, "report_uri": uris["report.html"], "result_uri": uris["result.json"], "mlflow_run": run}
     if decision.retrain:
         payload = _evidence(summary, verdict)
         summary["event"] = {
             "name": monitoring.DRIFT_EVENT,
             "id": emit_event(ctx, monitoring.DRIFT_EVENT, ref, target.window, payload),
+        }
+    if estimate.get("available") and estimate["trigger"]["retrain_requested"]:
+        payload = {
+            "reason": f"estimated performance dropped in window {target.window}: {estimate['trigger']['reason']}",
+            "window": target.window,
+            "batch_id": target.batch_id,
+            "model_version": ref.version,
+            "estimate": {k: estimate[k] for k in ("metrics", "intervals", "trigger")},
+            "evidence_uri": uris["result.json"],
+            "mlflow_run_id": run["run_id"],
+        }
+        summary["estimate_event"] = {
+            "name": monitoring.ESTIMATED_EVENT,
+            "id": emit_event(ctx, monitoring.ESTIMATED_EVENT, ref, target.window, payload),
         }
     _publish(ctx, summary, verdict)
     summary.pop("verdict")
@@ -196,6 +217,8 @@ def _publish(ctx: Context, s: dict, verdict: drift.WindowDrift) -> None:
         + (f" (event `{event['name']}` id `{event['id']}`)" if event else ""),
         "",
         drift_report.markdown_table(verdict),
+        "",
+        *estimate_markdown(s["estimate"]),
         "",
         f"Report (plots per input): {_link(s['report_uri'])} (also in the MLflow run's artifacts: drift/report.html)",
         f"MLflow monitoring run: {_link(s['mlflow_run']['url'] or s['mlflow_run']['run_id'])}",

@@ -15,7 +15,7 @@ import pandas as pd
 from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 
-from adapters.storage import join_uri, read_parquet
+from adapters.storage import join_uri, read_json, read_parquet
 from flows.context import Context, build_context
 from flows.score import ModelRef
 from flows.snapshots import latest_snapshot_uri
@@ -29,11 +29,12 @@ from flows.windows import (
     result_uri,
     write_result,
 )
-from tasks import monitoring
-from tasks.errors import InputDataError, MlopsError
+from tasks import estimation, metrics, monitoring
+from tasks.errors import InputDataError, MlopsError, StorageError
 from tasks.scoring import PROBABILITY
 
 CHECK = "performance"
+DRIFT_CHECK = "drift"
 
 
 @io_step("read-labels")
@@ -66,7 +67,44 @@ def evaluate_window(ctx: Context, scores: pd.DataFrame, labels: pd.DataFrame, ho
     labelled, counts = monitoring.join_labels(scores, labels, uc.id_column, uc.target.name)
     realized = monitoring.realized_metrics(labelled, uc.target.name, PROBABILITY, uc.model.decision_threshold, uc.kpi)
     verdict = monitoring.performance_verdict(realized, counts["rows_labelled"], holdout, uc.performance)
-    return {"counts": counts, "metrics": realized, "verdict": verdict.to_dict()}
+    found = {"counts": counts, "metrics": realized, "verdict": verdict.to_dict(), "confusion": None, "value": None}
+    if realized:
+        y = labelled[uc.target.name].to_numpy(dtype="int64")
+        cells = metrics.confusion(y, labelled[PROBABILITY].to_numpy(dtype="float64"), uc.model.decision_threshold)
+        found["confusion"] = cells
+        found["value"] = None if uc.value is None else estimation.window_value(cells, uc.value.payoff)
+    return found
+
+
+@io_step("read-estimate")
+def read_estimate(ctx: Context, ref: ModelRef, window: str) -> dict | None:
+    """The label-free estimate the drift check stored for this window and model version, if any."""
+    uri = result_uri(ctx, DRIFT_CHECK, ref, window)
+    try:
+        estimate = read_json(ctx.storage(uri), uri).get("estimate")
+    except StorageError:
+        return None
+    return estimate if estimate and estimate.get("available") else None
+
+
+def estimated_vs_realized(estimate: dict | None, evaluation: dict) -> dict | None:
+    """Estimated and realized figures side by side (realized - estimated), value included."""
+    if estimate is None or not evaluation["metrics"]:
+        return None
+    realized, guessed = evaluation["metrics"], estimate["metrics"]
+    errors = estimation.estimation_errors(guessed, realized)
+    rows = {
+        m: {"estimated": guessed[m], "interval": estimate["intervals"][m], "realized": realized[m], "error": e}
+        for m, e in errors.items()
+    }
+    if estimate.get("value") and evaluation.get("value"):
+        est, real = estimate["value"]["total"], evaluation["value"]["total"]
+        band = estimate["value_interval"]
+        rows["value"] = {"estimated": est, "interval": band, "realized": real, "error": real - est}
+    for row in rows.values():
+        lo, hi = row["interval"]
+        row["inside_interval"] = bool(lo <= row["realized"] <= hi)
+    return rows
 
 
 @flow(name="performance-check", log_prints=False)
@@ -85,6 +123,7 @@ def performance_check(
     scores = read_scores(ctx, manifest, [ctx.usecase.id_column, PROBABILITY])
     labels, source = read_labels(ctx, target.window, labels_uri)
     evaluation = evaluate_window(ctx, scores, labels, holdout_metric(ctx, ref))
+    comparison = estimated_vs_realized(read_estimate(ctx, ref, target.window), evaluation)
     verdict = evaluation["verdict"]
     result = {
         "window": target.window,
@@ -94,15 +133,22 @@ def performance_check(
         **evaluation,
         "degraded": verdict["degraded"],
         "reason": verdict["reason"],
+        "estimated_vs_realized": comparison,
         "flow_run_id": str(runtime.flow_run.id or ""),
+        "flow_run_url": str(runtime.flow_run.ui_url or ""),
     }
     uris = write_result(ctx, result_uri(ctx, CHECK, ref, target.window), result)
     values = {f"realized_{k}": v for k, v in evaluation["metrics"].items()}
     values |= {k: float(v) for k, v in evaluation["counts"].items()}
     values["degraded"] = None if verdict["degraded"] is None else float(verdict["degraded"])
+    if evaluation["value"]:
+        values["realized_value"] = evaluation["value"]["total"]
+    for name, row in (comparison or {}).items():
+        values[f"estimated_{name}"], values[f"estimate_error_{name}"] = row["estimated"], row["error"]
     run = log_monitoring_run(
         ctx, CHECK, ref, target.window, values, {"performance/result.json": json.dumps(result, indent=2).encode()}
     )
+    write_result(ctx, uris["result.json"], {**result, "mlflow_run": run})
     summary = {**result, "result_uri": uris["result.json"], "mlflow_run": run}
     if verdict["degraded"]:
         payload = {
@@ -141,6 +187,7 @@ def _publish(ctx: Context, s: dict) -> None:
         "|---|---:|",
         *counts,
         "",
+        *_comparison_lines(s["estimated_vs_realized"]),
         f"Labels: `{s['labels_uri']}` · result: `{s['result_uri']}`",
         f"MLflow monitoring run: {s['mlflow_run']['url'] or s['mlflow_run']['run_id']}",
     ]
@@ -149,3 +196,16 @@ def _publish(ctx: Context, s: dict) -> None:
     create_markdown_artifact(
         key=f"performance-{ctx.usecase.name}".replace("_", "-"), markdown="\n".join(lines), description="Performance"
     )
+
+
+def _comparison_lines(rows: dict | None) -> list[str]:
+    if not rows:
+        return ["Estimated vs realized: no label-free estimate stored for this window", ""]
+    lines = ["| metric | estimated | interval | realized | realized - estimated |", "|---|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        lo, hi = r["interval"]
+        inside = "" if r["inside_interval"] else " (outside)"
+        lines.append(
+            f"| {name} | {r['estimated']:.4f} | {lo:.4f} – {hi:.4f} | {r['realized']:.4f} | {r['error']:+.4f}{inside} |"
+        )
+    return [*lines, ""]

@@ -17,9 +17,10 @@ from flows.context import Context, build_context
 from flows.settings import REPO_ROOT
 from flows.snapshots import SnapshotRef, read_snapshots, resolve_snapshots
 from flows.steps import compute_step, io_step
-from tasks import contract, explain, metrics, plots, training
+from tasks import contract, estimation, explain, metrics, plots, training
 from tasks.training import TimeSplit
 
+CALIBRATION_ARTIFACT = "calibration/calibration_map.json"
 # the serving environment of a model: what scoring needs to load and run it (exact versions, fast to log)
 _RUNTIME_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "skops")
 
@@ -46,6 +47,14 @@ def _evaluate(ctx: Context, pipeline, split: TimeSplit) -> dict:
         scores[part] = (frame[label].to_numpy(), proba)
     y_hold, p_hold = scores["holdout"]
     found = {part: metrics.evaluate(y, p, uc.model.decision_threshold, uc.kpi) for part, (y, p) in scores.items()}
+    # the label-free estimate's map; the other labelled part shows how well it estimates rows it did not see
+    reference = uc.estimation.reference
+    calibration = estimation.fit_calibration(*scores[reference])
+    other = "validation" if reference == "holdout" else "holdout"
+    unseen = estimation.estimate_performance(
+        scores[other][1], calibration, uc.model.decision_threshold, uc.kpi, resamples=50, seed=uc.estimation.seed
+    )
+    found[other] |= {f"estimated_{k}": v for k, v in unseen.metrics.items()}
     importances = explain.permutation_importances(
         pipeline, training.feature_frame(split.holdout, uc), y_hold, seed=uc.model.seed
     )
@@ -60,6 +69,7 @@ def _evaluate(ctx: Context, pipeline, split: TimeSplit) -> dict:
         ),
         "plots/permutation_importance.png": plots.importance_png(importances),
         "contract/expectations.json": _json(contract.contract_to_dict(expectations)),
+        CALIBRATION_ARTIFACT: _json(calibration.to_dict()),
         "contract/reference_sketch.json": _json(contract.sketch_to_dict(sketch)),
         "contract/feature_importance.json": _json(importances),
     }

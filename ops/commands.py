@@ -722,3 +722,4 @@ from ops import cli_api  # noqa: E402,F401
 from ops import cli_stream  # noqa: E402,F401
 from ops import cli_backup  # noqa: E402,F401
 from ops import cli_approval  # noqa: E402,F401
+from ops import cli_dashboard  # noqa: E402,F401

@@ -25,7 +25,7 @@ from tasks.errors import MlopsError
 BUCKETS = ("mlops-landing", "mlops-lake", "mlops-mlflow")
 WORK_POOL = "mlops-process"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "stack-local", "AWS_SECRET_ACCESS_KEY": "stack-local"}
-ORDER = ("postgres", "s3", "prefect", "mlflow", "worker", "api")
+ORDER = ("postgres", "s3", "prefect", "mlflow", "worker", "api", "dashboard")
 BACKENDS = ("sqlite", "postgres")
 DATABASES = ("prefect", "mlflow")
 
@@ -37,6 +37,7 @@ class Ports:
     s3: int = 9000
     postgres: int = 15432
     api: int = 0  # the REST API (`mlops api`): 0 picks a free port at the first `up`, kept afterwards
+    dashboard: int = 0  # 0: a free port, chosen at the first `up` and kept in the state file
 
 
 def stack_dir() -> Path:
@@ -50,6 +51,7 @@ def urls(ports: Ports) -> dict[str, str]:
         "mlflow": f"http://127.0.0.1:{ports.mlflow}",
         "s3": f"http://127.0.0.1:{ports.s3}",
         **({"api": f"http://127.0.0.1:{ports.api}"} if ports.api else {}),
+        **({"dashboard": f"http://127.0.0.1:{ports.dashboard}"} if ports.dashboard else {}),
     }
 
 
@@ -142,6 +144,12 @@ def _commands(ports: Ports, backend: str = "sqlite") -> dict[str, tuple[list[str
             f"http://127.0.0.1:{ports.api}/health",
             120,
         ),
+        # the monitoring dashboard over the stack's lake and registry (services/dashboard.py)
+        "dashboard": (
+            [str(bin_dir / "mlops"), "dashboard", "--port", str(ports.dashboard), "--profile", "stack"],
+            f"{urls(ports)['dashboard']}/",
+            120,
+        ),
     }
 
 
@@ -167,6 +175,8 @@ def up(ports: Ports | None = None, deploy: bool = True, backend: str | None = No
     backend = _choose_backend(state, backend)
     if not ports.api:
         ports = replace(ports, api=processes.free_port())
+    if not ports.dashboard:
+        ports = replace(ports, dashboard=processes.free_port())
     state["ports"], state["backend"] = ports.__dict__, backend
     env, timings = _process_env(ports), {}
     (stack_dir() / "mlflow").mkdir(parents=True, exist_ok=True)
@@ -248,6 +258,8 @@ def _ensure(state: dict, name: str, ports: Ports, env: dict[str, str], backend: 
         }
     if name == "worker":
         env = {**env, **_worker_env()}
+    if name == "dashboard":  # flow-run links of the dashboard open in this stack's Prefect UI
+        env = {**env, "PREFECT_UI_URL": urls(ports)["prefect"]}
     port = getattr(ports, name, None)
     if port and processes.port_in_use(port):
         raise MlopsError(f"port {port} for {name} is already in use by another program: pass another port")

@@ -21,6 +21,7 @@ from tasks.usecase import KpiSpec, PerformanceSpec
 
 DRIFT_EVENT = "mlops.drift.detected"
 PERFORMANCE_EVENT = "mlops.performance.degraded"
+ESTIMATED_EVENT = "mlops.performance.estimated_degraded"
 # fixed namespace: the same (event, model, version, window) always gets the same event id, so the server drops
 # a re-emitted copy (a rerun of a check) instead of triggering again
 _EVENT_NAMESPACE = uuid.UUID("5b0d7a52-8a0e-4d53-9a53-2f3c1f1f6a10")

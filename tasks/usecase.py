@@ -241,6 +241,43 @@ class PerformanceSpec(Strict):
     min_labelled_rows: int = Field(default=500, ge=1)
 
 
+class EstimatedTriggerSpec(Strict):
+    """Optional retrain request when the label-free estimate drops: ``metric`` estimated more than ``max_drop``
+    under the model's holdout value in k of the last n windows (the drift check's debounce rule)."""
+
+    enabled: bool = False
+    metric: Literal["roc_auc", "precision", "recall", "kpi"] = "roc_auc"
+    max_drop: float = Field(default=0.05, ge=0.0, le=1.0)
+    debounce: DebounceSpec = DebounceSpec()
+
+
+class EstimationSpec(Strict):
+    """Performance estimated from calibrated scores before labels arrive (see tasks/estimation.py)."""
+
+    # the labelled part of the training data the calibration map is fitted on: the latest (holdout) follows the
+    # newest relation between inputs and label; validation leaves the holdout unseen by the map
+    reference: Literal["validation", "holdout"] = "holdout"
+    resamples: int = Field(default=200, ge=20, le=10_000)
+    confidence: float = Field(default=0.9, gt=0.5, lt=1.0)
+    seed: int = 0
+    min_rows: int = Field(default=500, ge=1)
+    trigger: EstimatedTriggerSpec = EstimatedTriggerSpec()
+
+
+class ValueSpec(Strict):
+    """What one decision is worth: a payoff per confusion-matrix cell at the decision threshold, in ``unit``."""
+
+    unit: str
+    payoff: dict[Literal["tp", "fp", "fn", "tn"], float]
+
+    @model_validator(mode="after")
+    def _every_cell(self) -> ValueSpec:
+        missing = [c for c in ("tp", "fp", "fn", "tn") if c not in self.payoff]
+        if missing:
+            raise ValueError(f"value.payoff needs every cell; missing: {', '.join(missing)}")
+        return self
+
+
 class UseCase(Strict):
     """A whole use case: data source, schema, keys, target, features, PII policy, thresholds."""
 
@@ -266,6 +303,8 @@ class UseCase(Strict):
     scoring: ScoringSpec = ScoringSpec()
     drift: DriftSpec = DriftSpec()
     performance: PerformanceSpec = PerformanceSpec()
+    estimation: EstimationSpec = EstimationSpec()
+    value: ValueSpec | None = None
 
     @model_validator(mode="after")
     def _check_references(self) -> UseCase:

@@ -301,3 +301,46 @@ def test_drifted_window_yields_exactly_one_retrain_run_and_a_stable_one_none(ser
     assert runs[0].parameters["reason"].startswith("drift in window 2013-07")
     assert runs_for(server["deployment_id"], "2013-01", settle=0) == []
     assert runs_for(server["deployment_id"], "2013-06", settle=0) == []
+
+
+@pytest.mark.integration
+def test_estimate_is_stored_beside_the_drift_verdict_and_compared_with_the_realized_metrics(mon, monitored):
+    drifted = drift_check(window="2013-06")
+    stored = json.loads(Path(drifted["result_uri"]).read_text())
+    estimate = stored["estimate"]
+    assert estimate["available"] is True, estimate
+    assert estimate["rows"] == monitored["scored"]["2013-06"]["rows_scored"]
+    low, high = estimate["intervals"]["roc_auc"]
+    assert low <= estimate["metrics"]["roc_auc"] <= high
+    assert estimate["value"]["total"] == pytest.approx(
+        sum(estimate["confusion"][c] * p for c, p in {"tp": 400, "fp": -60, "fn": -150, "tn": 0}.items())
+    )
+    assert stored["mlflow_run"]["run_id"] == drifted["mlflow_run"]["run_id"]  # the stored result names its run
+    registry = MlflowRegistry(f"sqlite:///{mon / 'mlflow' / 'mlflow.db'}", str(mon / "mlflow" / "artifacts"))
+    logged = registry.run_summary(drifted["mlflow_run"]["run_id"])["metrics"]
+    assert logged["estimated_roc_auc"] == pytest.approx(estimate["metrics"]["roc_auc"])
+    assert logged["estimated_value"] == pytest.approx(estimate["value"]["total"])
+
+    realized = performance_check(window="2013-06")
+    side = realized["estimated_vs_realized"]
+    assert side["roc_auc"]["estimated"] == pytest.approx(estimate["metrics"]["roc_auc"])
+    assert side["roc_auc"]["realized"] == pytest.approx(realized["metrics"]["roc_auc"])
+    assert side["roc_auc"]["error"] == pytest.approx(realized["metrics"]["roc_auc"] - estimate["metrics"]["roc_auc"])
+    assert abs(side["roc_auc"]["error"]) < 0.1
+    cells = realized["confusion"]
+    assert sum(cells.values()) == realized["counts"]["rows_labelled"]
+    assert realized["value"]["total"] == pytest.approx(400 * cells["tp"] - 60 * cells["fp"] - 150 * cells["fn"])
+    assert side["value"]["realized"] == pytest.approx(realized["value"]["total"])
+    perf_logged = registry.run_summary(realized["mlflow_run"]["run_id"])["metrics"]
+    assert perf_logged["estimate_error_roc_auc"] == pytest.approx(side["roc_auc"]["error"])
+
+
+@pytest.mark.integration
+def test_the_trained_model_logs_its_calibration_map(mon, monitored):
+    registry = MlflowRegistry(f"sqlite:///{mon / 'mlflow' / 'mlflow.db'}", str(mon / "mlflow" / "artifacts"))
+    mapping = json.loads(registry.read_run_artifact(monitored["run_id"], "calibration/calibration_map.json"))
+    assert mapping["method"] == "isotonic" and len(mapping["knots_x"]) == len(mapping["knots_y"]) >= 2
+    assert mapping["knots_y"] == sorted(mapping["knots_y"])
+    metrics = registry.run_summary(monitored["run_id"])["metrics"]
+    # logged beside the realized value of the labelled part the map was not fitted on
+    assert 0.5 < metrics["validation_estimated_roc_auc"] < 1.0 and "validation_estimated_precision" in metrics

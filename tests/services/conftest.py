@@ -7,13 +7,16 @@ curated month; the session ends with @champion on version 2 (the second registra
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
+from conftest_timings import TIMINGS
 
 REPO = Path(__file__).resolve().parents[2]
 USECASE = "flight_delay"
@@ -112,3 +115,13 @@ def request_rows(frame: pd.DataFrame, rows: int, start: int = 0) -> list[dict]:
                 record[column] = value
         records.append(record)
     return records
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the timings the service tests recorded, with the machine's load."""
+    if not TIMINGS:
+        return
+    load = os.getloadavg()
+    terminalreporter.section(f"service timings (load {load[0]:.1f} on {os.cpu_count()} cores, OMP_NUM_THREADS=1)")
+    for name, seconds in TIMINGS.items():
+        terminalreporter.write_line(f"{name:<48} {seconds:8.2f}")

@@ -110,6 +110,24 @@ locals {
             evidence   = "{{ event.payload.evidence_uri }}"
           }
         },
+        {
+          type    = "event"
+          enabled = true
+          posture = "Reactive"
+          match = {
+            "prefect.resource.id" = "mlops.model.*"
+          }
+          expect    = ["mlops.performance.estimated_degraded"]
+          for_each  = ["prefect.resource.id", "mlops.window"]
+          threshold = 1
+          within    = 3600
+          parameters = {
+            usecase    = "{{ event.resource.get('mlops.usecase') }}"
+            window_end = "{{ event.resource.get('mlops.window') }}"
+            reason     = "{{ event.payload.reason }}"
+            evidence   = "{{ event.payload.evidence_uri }}"
+          }
+        },
       ]
     }
     "score" = {
