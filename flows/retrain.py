@@ -13,7 +13,7 @@ from flows.snapshots import curated_periods, latest_snapshot_uri
 from flows.steps import io_step
 from flows.train import train
 from tasks.errors import MlopsError
-from tasks.landing import expand_months, parse_period
+from tasks.periods import check_period, expand_periods
 
 
 @io_step("list-landed-batches")
@@ -33,12 +33,14 @@ def _given(value: str | None) -> str | None:
     return None if value is None or value.strip() in ("", "None") else value.strip()
 
 
-def training_window(available: list[str], months: str | None, window_end: str | None, trailing: int) -> list[str]:
-    """The months to train on: given outright, else the ``trailing`` available months up to ``window_end``."""
+def training_window(
+    available: list[str], months: str | None, window_end: str | None, trailing: int, unit: str = "month"
+) -> list[str]:
+    """The periods to train on: given outright, else the ``trailing`` available periods up to ``window_end``."""
     if months:
-        return expand_months(months)
+        return expand_periods(months, unit)
     if window_end is not None:
-        parse_period(window_end)
+        window_end = check_period(window_end, unit)
         if window_end not in available:
             raise MlopsError(f"window end {window_end} is neither landed nor curated (have: {', '.join(available)})")
         available = [m for m in available if m <= window_end]
@@ -76,7 +78,7 @@ def retrain(
     landed = landed_periods(ctx)
     curated = set(curated_periods(ctx))
     available = sorted(set(landed) | curated)
-    window = training_window(available, months, window_end, trailing_months)
+    window = training_window(available, months, window_end, trailing_months, ctx.usecase.period.unit)
     if not window:
         raise MlopsError(f"nothing to train on: no landed batch under {ctx.landing_root}")
     ingested = []

@@ -10,7 +10,7 @@ from adapters.storage import join_uri, read_json, read_parquet
 from flows.context import Context
 from flows.steps import io_step
 from tasks.errors import MlopsError
-from tasks.landing import expand_months
+from tasks.periods import expand_periods
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,8 @@ def resolve_snapshots(ctx: Context, snapshots: list[str] | None, months: str | N
     if snapshots:
         return list(snapshots)
     if not months:
-        raise MlopsError("give snapshot URIs or a month range (e.g. 2013-01..2013-03)")
-    return [latest_snapshot_uri(ctx, month) for month in expand_months(months)]
+        raise MlopsError("give snapshot URIs or a period range (e.g. 2013-01..2013-03, 2010-W14..2010-W20)")
+    return [latest_snapshot_uri(ctx, p) for p in expand_periods(months, ctx.usecase.period.unit)]
 
 
 @io_step("read-snapshots")
