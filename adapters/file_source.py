@@ -86,7 +86,8 @@ def _local_matches(pattern: str, base: Path | None) -> list[str]:
         path = base / path
     if not any(c in pattern for c in _GLOB_CHARS):
         return [str(path)] if path.is_file() else []
-    return sorted(p for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+    matches = glob.glob(str(path), recursive=True)  # noqa: PTH207 - an absolute pattern, which Path.glob refuses
+    return sorted(p for p in matches if Path(p).is_file())
 
 
 def _s3_matches(pattern: str, s3_endpoint_url: str | None) -> list[str]:
