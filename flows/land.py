@@ -96,6 +96,9 @@ def land(
     source = ctx.usecase.source
     tables, read = read_source_tables(ctx, [source.primary, *(lk.name for lk in source.lookups)])
     primary, timeless = cut_period(ctx, tables[source.primary], source.primary, period)
+    if source.labels is not None:
+        # outcomes arrive later, with the labels table: a batch never carries them, even when its file has them
+        primary = primary.drop(columns=[c for c in source.labels.columns if c not in ctx.usecase.columns])
     batch = {source.primary: primary}
     for lookup in source.lookups:
         batch[lookup.name] = select_lookup_rows(tables[lookup.name], primary, lookup)

@@ -9,7 +9,7 @@ from flows.context import Context, build_context
 from flows.ingest import ingest
 from flows.land import BATCH_MANIFEST
 from flows.register import register
-from flows.snapshots import curated_periods, latest_snapshot_uri
+from flows.snapshots import curated_periods, latest_labels_uri, latest_snapshot_uri
 from flows.steps import io_step
 from flows.train import train
 from tasks.errors import MlopsError
@@ -52,6 +52,9 @@ def earlier_retraining(ctx: Context, window: list[str]) -> tuple[str, VersionRef
     """A finished training run on exactly these snapshots (same periods, same content versions), and its version."""
     versions = [latest_snapshot_uri(ctx, m).rstrip("/").rsplit("/v=", 1)[-1] for m in window]
     tags = {"periods": ",".join(window), "snapshot_versions": ",".join(versions)}
+    labels = [latest_labels_uri(ctx, m) for m in window]
+    if any(labels):
+        tags["label_versions"] = ",".join(u.rstrip("/").rsplit("/v=", 1)[-1] if u else "-" for u in labels)
     runs = ctx.registry().find_training_runs(ctx.usecase.name, tags)
     if not runs:
         return None
