@@ -174,6 +174,9 @@ def _to_gx(spec: ExpectationSpec) -> Any:
             return gxe.ExpectColumnValuesToMatchRegex(column=col, regex=spec.regex)
         case "compound_unique":
             return gxe.ExpectCompoundColumnsToBeUnique(column_list=list(spec.columns))
+        case "unique":
+            # GX refuses a compound-uniqueness check over one column: a one-column key is checked as this
+            return gxe.ExpectColumnValuesToBeUnique(column=col)
     raise ValueError(f"unknown expectation kind: {spec.kind}")
 
 

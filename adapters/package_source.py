@@ -23,7 +23,10 @@ def package_dir(package: str) -> Path:
     """
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise MlopsError(f"source package '{package}' is not installed (it is a project dependency: run `make setup`)")
+        raise MlopsError(
+            f"source package '{package}' is not installed in this environment: install it (pip install {package}), "
+            "or read your files with `source: {adapter: files}`"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 

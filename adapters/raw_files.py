@@ -13,7 +13,7 @@ from tasks.errors import InputDataError
 MISSING_MARKERS = ["", "NA", "NaN", "null", "NULL"]
 
 
-def decode_table(data: bytes, fmt: str, uri: str) -> pd.DataFrame:
+def decode_table(data: bytes, fmt: str, uri: str, missing_values: tuple[str, ...] = ()) -> pd.DataFrame:
     """Parse one raw file. CSV values stay text (types are cast later, row by row, with reasons).
 
     Raises:
@@ -22,7 +22,7 @@ def decode_table(data: bytes, fmt: str, uri: str) -> pd.DataFrame:
     if not data:
         raise InputDataError(f"{uri}: file is empty (0 bytes)")
     if fmt == "csv":
-        return _decode_csv(data, uri)
+        return _decode_csv(data, uri, missing_values)
     if fmt == "parquet":
         return _decode_parquet(data, uri)
     raise InputDataError(f"{uri}: unknown raw format '{fmt}' (csv or parquet)")
@@ -38,7 +38,7 @@ def encode_parquet(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def _decode_csv(data: bytes, uri: str) -> pd.DataFrame:
+def _decode_csv(data: bytes, uri: str, missing_values: tuple[str, ...] = ()) -> pd.DataFrame:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -50,7 +50,7 @@ def _decode_csv(data: bytes, uri: str) -> pd.DataFrame:
             io.StringIO(text),
             dtype="str",
             keep_default_na=False,
-            na_values=MISSING_MARKERS,
+            na_values=[*MISSING_MARKERS, *missing_values],
             skipinitialspace=True,
         )
     except pd.errors.EmptyDataError:

@@ -17,7 +17,7 @@ from flows.steps import compute_step, io_step
 from tasks import batch as batch_logic
 from tasks.errors import InputDataError, StorageError
 from tasks.expectations import ValidationReport, build_ingest_suite
-from tasks.landing import parse_period
+from tasks.periods import check_period
 
 
 @io_step("read-raw-batch")
@@ -31,7 +31,7 @@ def read_raw_batch(ctx: Context, input_uri: str, period: str | None) -> tuple[di
         meta = read_json(storage, manifest_uri)
     else:
         if period is None:
-            raise InputDataError(f"{input_uri}: no {BATCH_MANIFEST} in the batch folder; pass the period (YYYY-MM)")
+            raise InputDataError(f"{input_uri}: no {BATCH_MANIFEST} in the batch folder; pass the period")
         fmt = source.raw_format
         meta = {
             "batch_id": None,
@@ -46,7 +46,8 @@ def read_raw_batch(ctx: Context, input_uri: str, period: str | None) -> tuple[di
             raise InputDataError(f"{input_uri}: the batch has no '{name}' table")
         uri = join_uri(input_uri, meta["tables"][name]["file"])
         try:
-            tables[name] = decode_table(storage.read_bytes(uri), meta["format"], uri)
+            data = storage.read_bytes(uri)
+            tables[name] = decode_table(data, meta["format"], uri, missing_values=source.missing_values)
         except StorageError as exc:
             raise StorageError(f"input not found: {uri} ({exc})") from None
     return meta, tables
@@ -94,10 +95,11 @@ def write_snapshot(ctx: Context, split: batch_logic.SplitBatch, docs: dict[str, 
 @flow(name="ingest", log_prints=False)
 def ingest(input_uri: str, period: str | None = None, profile: str | None = None, usecase: str | None = None) -> dict:
     """Validate a raw batch and publish a versioned curated snapshot and its quarantine."""
-    if period is not None:
-        parse_period(period)
     ctx = build_context(profile, usecase)
+    if period is not None:
+        period = check_period(period, ctx.usecase.period.unit)
     meta, tables = read_raw_batch(ctx, input_uri, period)
+    check_period(meta["period"], ctx.usecase.period.unit)
     prepared = clean_batch(ctx, tables, meta["period"])
     report, docs = validate_batch(ctx, batch_logic.validation_frame(prepared))
     split = batch_logic.split_batch(prepared, report, ctx.usecase)

@@ -1,8 +1,9 @@
 """Performance check: the scores of a window joined with the labels that arrived after the fact.
 
-Labels come, by default, from the latest curated snapshot of the window's period (the target is derived at
-ingestion; rows whose outcome is not known have a null label and are counted, not evaluated); ``labels_uri``
-names another Parquet file with the id and target columns. Realized metrics are logged to an MLflow monitoring
+Labels come, by default, from the labels of the window's period that arrived later (``mlops land-labels``,
+stored by id), else from the latest curated snapshot of the period (the target is derived at ingestion; rows
+whose outcome is not known have a null label and are counted, not evaluated); ``labels_uri`` names another
+Parquet file with the id and target columns. Realized metrics are logged to an MLflow monitoring
 run; when the configured metric is under its floor, or too far under the holdout value of the model that
 scored the window, the check emits ``mlops.performance.degraded``. It never retrains by itself.
 """
@@ -18,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from adapters.storage import join_uri, read_json, read_parquet
 from flows.context import Context, build_context
 from flows.score import ModelRef
-from flows.snapshots import latest_snapshot_uri
+from flows.snapshots import latest_labels_uri, latest_snapshot_uri
 from flows.steps import compute_step, io_step
 from flows.windows import (
     checked_window,
@@ -40,6 +41,9 @@ DRIFT_CHECK = "drift"
 @io_step("read-labels")
 def read_labels(ctx: Context, window: str, labels_uri: str | None) -> tuple[pd.DataFrame, str]:
     uc = ctx.usecase
+    stored = latest_labels_uri(ctx, window) if labels_uri is None else None
+    if stored is not None:
+        labels_uri = join_uri(stored, "labels.parquet")
     if labels_uri is None:
         try:
             labels_uri = join_uri(latest_snapshot_uri(ctx, window), "data.parquet")

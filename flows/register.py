@@ -72,7 +72,8 @@ def evaluation_window(ctx: Context, challenger: VersionRef, champion: VersionRef
     """Labelled rows of the challenger's holdout that the champion was not trained on either."""
     registry = ctx.registry()
     tags = registry.run_summary(challenger.run_id)["tags"]
-    frame, _ = read_snapshots(ctx, json.loads(tags["snapshot_uris"]))
+    labels = json.loads(tags["label_uris"]) if "label_uris" in tags else {}
+    frame, _ = read_snapshots(ctx, json.loads(tags["snapshot_uris"]), labels)
     start = pd.Timestamp(tags["split.holdout_start"])
     if champion is not None:
         champion_train_end = pd.Timestamp(registry.run_summary(champion.run_id)["tags"]["split.train_end"])

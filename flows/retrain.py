@@ -9,11 +9,11 @@ from flows.context import Context, build_context
 from flows.ingest import ingest
 from flows.land import BATCH_MANIFEST
 from flows.register import register
-from flows.snapshots import curated_periods, latest_snapshot_uri
+from flows.snapshots import curated_periods, latest_labels_uri, latest_snapshot_uri
 from flows.steps import io_step
 from flows.train import train
 from tasks.errors import MlopsError
-from tasks.landing import expand_months, parse_period
+from tasks.periods import check_period, expand_periods
 
 
 @io_step("list-landed-batches")
@@ -33,12 +33,14 @@ def _given(value: str | None) -> str | None:
     return None if value is None or value.strip() in ("", "None") else value.strip()
 
 
-def training_window(available: list[str], months: str | None, window_end: str | None, trailing: int) -> list[str]:
-    """The months to train on: given outright, else the ``trailing`` available months up to ``window_end``."""
+def training_window(
+    available: list[str], months: str | None, window_end: str | None, trailing: int, unit: str = "month"
+) -> list[str]:
+    """The periods to train on: given outright, else the ``trailing`` available periods up to ``window_end``."""
     if months:
-        return expand_months(months)
+        return expand_periods(months, unit)
     if window_end is not None:
-        parse_period(window_end)
+        window_end = check_period(window_end, unit)
         if window_end not in available:
             raise MlopsError(f"window end {window_end} is neither landed nor curated (have: {', '.join(available)})")
         available = [m for m in available if m <= window_end]
@@ -50,6 +52,9 @@ def earlier_retraining(ctx: Context, window: list[str]) -> tuple[str, VersionRef
     """A finished training run on exactly these snapshots (same periods, same content versions), and its version."""
     versions = [latest_snapshot_uri(ctx, m).rstrip("/").rsplit("/v=", 1)[-1] for m in window]
     tags = {"periods": ",".join(window), "snapshot_versions": ",".join(versions)}
+    labels = [latest_labels_uri(ctx, m) for m in window]
+    if any(labels):
+        tags["label_versions"] = ",".join(u.rstrip("/").rsplit("/v=", 1)[-1] if u else "-" for u in labels)
     runs = ctx.registry().find_training_runs(ctx.usecase.name, tags)
     if not runs:
         return None
@@ -76,7 +81,7 @@ def retrain(
     landed = landed_periods(ctx)
     curated = set(curated_periods(ctx))
     available = sorted(set(landed) | curated)
-    window = training_window(available, months, window_end, trailing_months)
+    window = training_window(available, months, window_end, trailing_months, ctx.usecase.period.unit)
     if not window:
         raise MlopsError(f"nothing to train on: no landed batch under {ctx.landing_root}")
     ingested = []

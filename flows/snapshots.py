@@ -10,7 +10,8 @@ from adapters.storage import join_uri, read_json, read_parquet
 from flows.context import Context
 from flows.steps import io_step
 from tasks.errors import MlopsError
-from tasks.landing import expand_months
+from tasks.labels import attach_labels
+from tasks.periods import expand_periods
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class SnapshotRef:
     version: str
     period: str
     rows: int
+    labels_uri: str | None = None
+    labels_version: str | None = None
 
 
 def latest_snapshot_uri(ctx: Context, period: str) -> str:
@@ -35,6 +38,24 @@ def latest_snapshot_uri(ctx: Context, period: str) -> str:
     if not storage.exists(pointer):
         raise MlopsError(f"no curated snapshot for {period}: run `mlops land --month {period}` then `mlops ingest`")
     return join_uri(period_uri, f"v={read_json(storage, pointer)['version']}")
+
+
+def labels_period_uri(ctx: Context, period: str) -> str:
+    return join_uri(ctx.lake_root, "labels", f"period={period}")
+
+
+def latest_labels_uri(ctx: Context, period: str) -> str | None:
+    """The stored labels version of a period, or None when no label of it has arrived."""
+    pointer = join_uri(labels_period_uri(ctx, period), "latest.json")
+    storage = ctx.storage(pointer)
+    if not storage.exists(pointer):
+        return None
+    return join_uri(labels_period_uri(ctx, period), f"v={read_json(storage, pointer)['version']}")
+
+
+def read_stored_labels(ctx: Context, uri: str) -> pd.DataFrame:
+    """The (id, label) pairs of one stored labels version."""
+    return read_parquet(ctx.storage(uri), join_uri(uri, "labels.parquet"))
 
 
 def curated_periods(ctx: Context) -> list[str]:
@@ -55,13 +76,20 @@ def resolve_snapshots(ctx: Context, snapshots: list[str] | None, months: str | N
     if snapshots:
         return list(snapshots)
     if not months:
-        raise MlopsError("give snapshot URIs or a month range (e.g. 2013-01..2013-03)")
-    return [latest_snapshot_uri(ctx, month) for month in expand_months(months)]
+        raise MlopsError("give snapshot URIs or a period range (e.g. 2013-01..2013-03, 2010-W14..2010-W20)")
+    return [latest_snapshot_uri(ctx, p) for p in expand_periods(months, ctx.usecase.period.unit)]
 
 
 @io_step("read-snapshots")
-def read_snapshots(ctx: Context, uris: list[str]) -> tuple[pd.DataFrame, list[SnapshotRef]]:
-    """All rows of the snapshots, concatenated in order, and what each one is."""
+def read_snapshots(
+    ctx: Context, uris: list[str], labels: dict[str, str] | None = None
+) -> tuple[pd.DataFrame, list[SnapshotRef]]:
+    """All rows of the snapshots, concatenated in order, with the labels that arrived later put in.
+
+    ``labels`` maps a period to the stored labels version to use (what a training run recorded); without it,
+    the latest labels of each period are used.
+    """
+    uc = ctx.usecase
     frames, refs = [], []
     for uri in uris:
         storage = ctx.storage(uri)
@@ -69,6 +97,13 @@ def read_snapshots(ctx: Context, uris: list[str]) -> tuple[pd.DataFrame, list[Sn
         if not storage.exists(manifest_uri):
             raise MlopsError(f"not a curated snapshot (no manifest.json): {uri}")
         manifest = read_json(storage, manifest_uri)
-        frames.append(read_parquet(storage, join_uri(uri, "data.parquet")))
-        refs.append(SnapshotRef(uri, manifest["version"], manifest["period"], manifest["rows_curated"]))
+        frame = read_parquet(storage, join_uri(uri, "data.parquet"))
+        period = manifest["period"]
+        labels_uri = (labels or {}).get(period) if labels is not None else latest_labels_uri(ctx, period)
+        labels_version = None
+        if labels_uri:
+            frame = attach_labels(frame, read_stored_labels(ctx, labels_uri), uc.id_column, uc.target.name)
+            labels_version = labels_uri.rstrip("/").rsplit("/v=", 1)[-1]
+        frames.append(frame)
+        refs.append(SnapshotRef(uri, manifest["version"], period, manifest["rows_curated"], labels_uri, labels_version))
     return pd.concat(frames, ignore_index=True), refs

@@ -92,6 +92,10 @@ def log_run(
         "prefect.flow_run_url": str(runtime.flow_run.ui_url or ""),
         **{f"split.{k}": v for k, v in split.boundaries().items()},
     }
+    if any(r.labels_uri for r in refs):
+        # the late labels trained on: the gate evaluates on them, a retrain on newer labels is a new window
+        tags["label_uris"] = json.dumps({r.period: r.labels_uri for r in refs if r.labels_uri})
+        tags["label_versions"] = ",".join(r.labels_version or "-" for r in refs)
     params = {
         "estimator": uc.model.estimator,
         **{f"estimator.{k}": v for k, v in uc.model.params.items()},

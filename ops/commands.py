@@ -115,7 +115,14 @@ def show_mapping(title: str, rows: dict[str, Any]) -> None:
 
 @app.command()
 def land(
-    month: Annotated[str, typer.Option("--month", help="Month to land, YYYY-MM (e.g. 2013-01).")],
+    month: Annotated[
+        str,
+        typer.Option(
+            "--month",
+            "--period",
+            help="Period to land: YYYY-MM, or YYYY-Www / YYYY-MM-DD for weekly / daily use cases.",
+        ),
+    ],
     to: Annotated[
         str | None,
         typer.Option("--to", help="Landing folder or s3://bucket/prefix (default: the profile's)."),
@@ -125,7 +132,7 @@ def land(
     usecase: UsecaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Land one month of raw source data as an upstream delivery."""
+    """Land one period of raw source data as an upstream delivery."""
     from flows.land import land as land_flow
 
     if raw_format not in (None, "csv", "parquet"):
@@ -150,7 +157,8 @@ def land(
 def ingest(
     input_uri: Annotated[str, typer.Option("--input", help="Raw batch folder (local path or s3://...).")],
     month: Annotated[
-        str | None, typer.Option("--month", help="Batch month YYYY-MM, when the batch has no _batch.json.")
+        str | None,
+        typer.Option("--month", "--period", help="Batch period (e.g. 2013-01), when the batch has no _batch.json."),
     ] = None,
     profile: ProfileOpt = None,
     usecase: UsecaseOpt = None,
@@ -723,3 +731,4 @@ from ops import cli_stream  # noqa: E402,F401
 from ops import cli_backup  # noqa: E402,F401
 from ops import cli_approval  # noqa: E402,F401
 from ops import cli_dashboard  # noqa: E402,F401
+from ops import cli_data  # noqa: E402,F401  (registers land-labels and usecases on app)

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from tasks import cleaning
+from tasks.errors import InputDataError
 from tasks.expectations import ROW_ID, ValidationReport
+from tasks.periods import naive_in
 from tasks.privacy import apply_pii_policy
 from tasks.usecase import UseCase
 
@@ -45,9 +47,21 @@ class SplitBatch:
 def prepare_batch(
     tables: dict[str, pd.DataFrame], usecase: UseCase, period: str, pii_key: bytes | None
 ) -> PreparedBatch:
-    """Check columns, cast types, join lookups, derive time/id/label, flag duplicates and off-period rows."""
+    """Check columns, cast types, join lookups, derive time/label, apply the PII policy, then derive the id.
+
+    The id is built after the PII policy, so a key that is PII reaches curated rows, scores and monitoring
+    only hashed (the same keyed hash a labels table gets, so late labels still join by id).
+
+    Raises:
+        InputDataError: a required column is missing, or the batch has a column named like the id column.
+    """
     primary_name = usecase.source.primary
     raw = cleaning.with_row_ids(tables[primary_name])
+    if usecase.id_column in raw.columns:
+        raise InputDataError(
+            f"{primary_name}: has a column named '{usecase.id_column}', the id column this use case derives; "
+            "rename it in the source or choose another id_column"
+        )
     extras = cleaning.check_columns(raw, usecase.columns, primary_name)
     frame, reasons = cleaning.coerce_types(raw, usecase.columns)
     all_reasons = [reasons]
@@ -56,15 +70,27 @@ def prepare_batch(
         cleaning.check_columns(side, lookup.columns, lookup.name)
         side_typed, _ = cleaning.coerce_types(cleaning.with_row_ids(side), lookup.columns)
         frame = cleaning.join_lookup(frame, side_typed, lookup)
-    frame, reasons = cleaning.derive_time(frame, usecase.derived_time)
-    all_reasons += [reasons, cleaning.outside_period(frame, usecase.time_column, period)]
+    zone = period_timezone(usecase)
+    if usecase.derived_time is not None:
+        frame, reasons = cleaning.derive_time(frame, usecase.derived_time)
+        all_reasons.append(reasons)
+    else:
+        # curated times are naive wall-clock times of the period's zone: splits, time parts and bounds agree
+        frame = frame.assign(**{usecase.time_column: naive_in(frame[usecase.time_column], zone)})
+    all_reasons.append(cleaning.outside_period(frame, usecase.time_column, period, zone))
     frame = cleaning.derive_label(frame, usecase.target)
-    frame = cleaning.derive_id(frame, usecase.key, usecase.id_column)
     all_reasons.append(cleaning.duplicate_keys(frame, usecase.key))
     frame = apply_pii_policy(frame.drop(columns=extras), usecase.pii, pii_key)
+    frame = cleaning.derive_id(frame, usecase.key, usecase.id_column)
     as_text = raw.drop(columns=[ROW_ID]).astype("str").where(raw.notna())
     raw = apply_pii_policy(as_text.assign(**{ROW_ID: raw[ROW_ID]}), usecase.pii, pii_key)
     return PreparedBatch(frame, raw, pd.concat(all_reasons, ignore_index=True), tuple(extras))
+
+
+def period_timezone(usecase: UseCase) -> str | None:
+    """The zone period bounds are read in: the use case's, else the time column's declared zone."""
+    spec = usecase.columns.get(usecase.time_column)
+    return usecase.period.timezone or (spec.timezone if spec is not None else None)
 
 
 def validation_frame(prepared: PreparedBatch) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from tasks.errors import InputDataError
 from tasks.expectations import ROW_ID
+from tasks.periods import naive_in, period_bounds
 from tasks.usecase import ColumnSpec, DatetimeFromParts, Lookup, TargetSpec
 
 REASON = "reason"
@@ -59,6 +60,12 @@ def coerce_types(raw: pd.DataFrame, specs: dict[str, ColumnSpec]) -> tuple[pd.Da
         present = original.notna() & (original.astype("str").str.strip() != "")
         converted = _convert(original.where(present), spec)
         bad = present & converted.isna()
+        if spec.type == "datetime":
+            mixed = mixed_offsets(original.where(present & converted.notna()))
+            if mixed.any():
+                reasons.append(reasons_for(raw.loc[mixed, ROW_ID], f"mixed_timezones({name})"))
+                bad &= ~mixed
+                converted = converted.where(~mixed)
         if spec.type == "int":
             fractional = converted.notna() & (converted % 1 != 0)
             bad |= fractional
@@ -69,12 +76,48 @@ def coerce_types(raw: pd.DataFrame, specs: dict[str, ColumnSpec]) -> tuple[pd.Da
     return raw.assign(**typed), pd.concat(reasons, ignore_index=True)
 
 
+_OFFSET = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def mixed_offsets(values: pd.Series) -> pd.Series:
+    """Rows of a text time column written the minority way, when some values carry a UTC offset and others not.
+
+    Such a column mixes time zones: a naive value cannot be placed next to an offset one without guessing.
+    """
+    if not (values.dtype == "str" or values.dtype == object):
+        return pd.Series(False, index=values.index)
+    text = values.astype("str").str.strip()
+    with_offset = text.str.contains(_OFFSET, regex=True) & values.notna()
+    naive = values.notna() & ~with_offset
+    if not with_offset.any() or not naive.any():
+        return pd.Series(False, index=values.index)
+    return naive if naive.sum() <= with_offset.sum() else with_offset
+
+
 def _convert(values: pd.Series, spec: ColumnSpec) -> pd.Series:
     if spec.type in ("int", "float"):
         return pd.to_numeric(values, errors="coerce").astype("float64")
     if spec.type == "datetime":
-        return pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+        return to_utc(values, spec.timezone or "UTC")
     return values.astype("str").str.strip().where(values.notna())
+
+
+def to_utc(values: pd.Series, timezone: str) -> pd.Series:
+    """UTC timestamps; values without an offset are wall-clock times of the column's declared ``timezone``."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(values):
+        return values.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    text = values.astype("str").str.strip().where(values.notna())
+    with_offset = text.str.contains(_OFFSET, regex=True).fillna(False).astype(bool)
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+    if with_offset.any():
+        out[with_offset] = pd.to_datetime(text[with_offset], errors="coerce", utc=True, format="ISO8601")
+    plain = ~with_offset & text.notna()
+    if plain.any():
+        local = pd.to_datetime(text[plain], errors="coerce", format="ISO8601")
+        out[plain] = local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    return out
 
 
 def join_lookup(primary: pd.DataFrame, table: pd.DataFrame, lookup: Lookup) -> pd.DataFrame:
@@ -97,17 +140,18 @@ def derive_time(frame: pd.DataFrame, spec: DatetimeFromParts) -> tuple[pd.DataFr
     return frame.assign(**{spec.name: stamp}), reasons
 
 
-def outside_period(frame: pd.DataFrame, time_column: str, period: str) -> pd.DataFrame:
-    """Reasons for rows whose time is outside the batch period ``YYYY-MM``."""
-    start = pd.Timestamp(f"{period}-01")
-    end = start + pd.offsets.MonthBegin(1)
-    stamp = frame[time_column]
+def outside_period(frame: pd.DataFrame, time_column: str, period: str, timezone: str | None = None) -> pd.DataFrame:
+    """Reasons for rows whose time is outside the batch period (aware times are read in ``timezone``)."""
+    start, end = period_bounds(period)
+    stamp = naive_in(frame[time_column], timezone)
     bad = stamp.notna() & ((stamp < start) | (stamp >= end))
     return reasons_for(frame.loc[bad, ROW_ID], f"outside_period({time_column}:{period})")
 
 
 def derive_label(frame: pd.DataFrame, target: TargetSpec) -> pd.DataFrame:
-    """Binary label from its source column; a null source (e.g. outcome unknown) gives a null label."""
+    """Binary label from its source column; a null or absent source (outcome not known yet) gives a null label."""
+    if target.source not in frame.columns:
+        return frame.assign(**{target.name: pd.Series(pd.NA, index=frame.index, dtype="Int8")})
     source = frame[target.source].astype("float64")
     label = _COMPARE[target.operator](source, target.threshold).astype("Int8").where(source.notna())
     return frame.assign(**{target.name: label.astype("Int8")})

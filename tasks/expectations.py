@@ -23,9 +23,10 @@ ExpectationKind = Literal[
     "between",  # row
     "in_set",  # row
     "match_regex",  # row
-    "compound_unique",  # row
+    "compound_unique",  # row: a key of two or more columns
+    "unique",  # row: a one-column key
 ]
-ROW_LEVEL_KINDS = frozenset({"not_null", "between", "in_set", "match_regex", "compound_unique"})
+ROW_LEVEL_KINDS = frozenset({"not_null", "between", "in_set", "match_regex", "compound_unique", "unique"})
 
 
 @dataclass(frozen=True)
@@ -117,5 +118,8 @@ def build_ingest_suite(usecase: UseCase) -> tuple[ExpectationSpec, ...]:
             specs.append(ExpectationSpec("in_set", column=name, value_set=col.allowed))
         if col.pattern is not None:
             specs.append(ExpectationSpec("match_regex", column=name, regex=col.pattern))
-    specs.append(ExpectationSpec("compound_unique", columns=usecase.key))
+    if len(usecase.key) == 1:
+        specs.append(ExpectationSpec("unique", column=usecase.key[0]))
+    else:
+        specs.append(ExpectationSpec("compound_unique", columns=usecase.key))
     return tuple(specs)

@@ -6,8 +6,10 @@ import re
 
 import pandas as pd
 
+from tasks.cleaning import to_utc
 from tasks.errors import MlopsError
-from tasks.usecase import Lookup, PeriodColumns
+from tasks.periods import naive_in, period_bounds
+from tasks.usecase import ColumnSpec, Lookup, PeriodColumns
 
 _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -57,3 +59,38 @@ def expand_months(spec: str) -> list[str]:
     if not months:
         raise MlopsError("no month given")
     return months
+
+
+def select_by_time(
+    primary: pd.DataFrame, column: str, spec: ColumnSpec, period: str, timezone: str | None
+) -> tuple[pd.DataFrame, int]:
+    """Rows whose raw time value falls in ``period``, and how many rows have no readable time at all.
+
+    Raises:
+        MlopsError: the table has no such column.
+    """
+    if column not in primary.columns:
+        raise MlopsError(f"the primary table has no time column '{column}' (columns: {', '.join(primary.columns)})")
+    values = primary[column]
+    stamps = naive_in(to_utc(values, spec.timezone or "UTC"), timezone or spec.timezone)
+    start, end = period_bounds(period)
+    inside = stamps.notna() & (stamps >= start) & (stamps < end)
+    return primary[inside].reset_index(drop=True), int(stamps.isna().sum())
+
+
+def time_range(primary: pd.DataFrame, column: str, spec: ColumnSpec) -> str:
+    """``first .. last`` of a raw time column, for messages; "no readable time" when none parses."""
+    stamps = to_utc(primary[column], spec.timezone or "UTC") if column in primary.columns else pd.Series([])
+    if stamps.notna().sum() == 0:
+        return "no readable time"
+    return f"{stamps.min():%Y-%m-%d %H:%M} .. {stamps.max():%Y-%m-%d %H:%M} UTC"
+
+
+def check_not_empty(rows: int, table: str, period: str, have: str) -> None:
+    """An empty landed batch is an error, never a silent success.
+
+    Raises:
+        MlopsError: no row of the period; the message says what the source holds.
+    """
+    if rows == 0:
+        raise MlopsError(f"no row of {table} falls in period {period} (the source holds {have})")

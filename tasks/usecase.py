@@ -48,23 +48,63 @@ class PeriodColumns(Strict):
     month: str
 
 
-class SourceSpec(Strict):
-    """Where raw batches come from and how they are cut into monthly batches."""
+class LateLabels(Strict):
+    """A table of outcomes that arrive after the rows were scored: the key columns and the target's source.
 
-    adapter: Literal["python_package"]
-    package: str
-    tables: dict[str, str]
+    Landed per period on its own (``mlops land-labels``), stored by id, and used by the performance check and
+    by every training run on that period. ``columns`` declares the table's own columns (the target source at
+    least); the key columns are declared once, in the use case's ``columns``.
+    """
+
+    table: str
+    columns: dict[str, ColumnSpec]
+
+
+class SourceSpec(Strict):
+    """Where raw batches come from and how they are cut into period batches.
+
+    ``python_package``: ``tables`` names files inside the installed ``package`` (found, never imported).
+    ``files``: ``tables`` names local paths or ``s3://`` URIs, one or a list per table, each may be a glob; the
+    files of one table are read in order and stacked (e.g. a reference file and a later one). ``.csv``,
+    ``.csv.gz``/``.zip`` and ``.parquet`` are read by their extension. Rows are cut into periods by
+    ``period_columns`` (integer year/month columns) or, without them, by the use case's ``time_column``.
+    """
+
+    adapter: Literal["python_package", "files"]
+    package: str | None = None
+    tables: dict[str, str | tuple[str, ...]]
     primary: str
-    period_columns: PeriodColumns
+    period_columns: PeriodColumns | None = None
     lookups: tuple[Lookup, ...] = ()
+    labels: LateLabels | None = None
     raw_format: Literal["csv", "parquet"] = "csv"
+    # text that means "no value" in the source besides the empty string and NA (e.g. "nil", "-")
+    missing_values: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _check_tables(self) -> SourceSpec:
-        missing = [t for t in (self.primary, *(lk.name for lk in self.lookups)) if t not in self.tables]
+        named = (self.primary, *(lk.name for lk in self.lookups), *([self.labels.table] if self.labels else []))
+        missing = [t for t in named if t not in self.tables]
         if missing:
             raise ValueError(f"source.tables has no file for: {', '.join(missing)}")
+        if self.adapter == "python_package" and not self.package:
+            raise ValueError("source.package is required with adapter python_package")
+        empty = [t for t, paths in self.tables.items() if not paths]
+        if empty:
+            raise ValueError(f"source.tables lists no file for: {', '.join(empty)}")
         return self
+
+    def paths(self, table: str) -> tuple[str, ...]:
+        """The paths (or globs) of one table, always as a tuple."""
+        value = self.tables[table]
+        return (value,) if isinstance(value, str) else tuple(value)
+
+
+class PeriodSpec(Strict):
+    """Length of a batch period and the time zone its bounds are read in (aware times are converted to it)."""
+
+    unit: Literal["month", "week", "day"] = "month"
+    timezone: str | None = None
 
 
 class DatetimeFromParts(Strict):
@@ -288,8 +328,9 @@ class UseCase(Strict):
     columns: dict[str, ColumnSpec]
     key: tuple[str, ...]
     id_column: str
-    derived_time: DatetimeFromParts
+    derived_time: DatetimeFromParts | None = None
     time_column: str
+    period: PeriodSpec = PeriodSpec()
     target: TargetSpec
     leaky_columns: tuple[str, ...] = ()
     features: FeatureSpec
@@ -309,8 +350,17 @@ class UseCase(Strict):
     @model_validator(mode="after")
     def _check_references(self) -> UseCase:
         known = set(self.columns) | {c for lk in self.source.lookups for c in lk.columns}
-        derived = {self.derived_time.name, self.id_column, self.target.name}
-        problems = [f"key column '{c}' is not a declared column" for c in self.key if c not in known]
+        if self.source.labels:
+            known |= set(self.source.labels.columns)
+        derived = {self.id_column, self.target.name} | ({self.derived_time.name} if self.derived_time else set())
+        problems = [f"key column '{c}' is not a declared column" for c in self.key if c not in self.columns]
+        problems += [
+            f"key column '{c}' must be required" for c in self.key if c in self.columns and not self.columns[c].required
+        ]
+        problems += [f"key column '{c}' cannot have pii action drop" for c in self.key if self.pii.get(c) == "drop"]
+        if self.id_column in known:
+            problems.append(f"id_column '{self.id_column}' clashes with a raw column of that name")
+        problems += self._time_problems(known)
         for col in (*self.features.numeric, *self.features.categorical):
             if col not in known | derived:
                 problems.append(f"feature '{col}' is not a declared column")
@@ -319,13 +369,27 @@ class UseCase(Strict):
         problems += [f"pii column '{c}' is not a declared column" for c in self.pii if c not in known]
         if self.target.source not in known:
             problems.append(f"target source '{self.target.source}' is not a declared column")
-        if self.time_column not in known | derived:
-            problems.append(f"time_column '{self.time_column}' is neither declared nor derived")
         if self.validation.min_rows > self.validation.max_rows:
             problems.append("validation.min_rows is larger than validation.max_rows")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _time_problems(self, known: set[str]) -> list[str]:
+        if self.derived_time is not None:
+            if self.time_column not in known | {self.derived_time.name}:
+                return [f"time_column '{self.time_column}' is neither declared nor derived"]
+            if self.source.period_columns is None and self.time_column != self.derived_time.name:
+                return ["source.period_columns is required when time_column is not derived_time"]
+            return []
+        spec = self.columns.get(self.time_column)
+        if spec is None:
+            return [f"time_column '{self.time_column}' is not a column of the primary table (or give derived_time)"]
+        if spec.type != "datetime":
+            return [f"time_column '{self.time_column}' must have type datetime (it is {spec.type})"]
+        if self.time_column in self.pii:
+            return [f"time_column '{self.time_column}' cannot be a pii column"]
+        return []
 
     def all_columns(self) -> dict[str, ColumnSpec]:
         """Primary and lookup columns with their specs, lookup columns after the primary ones."""

@@ -75,7 +75,7 @@ def test_config_mistakes_name_key_and_file(config, file, old, new, message):
 def test_unknown_profile_and_use_case_list_the_known_ones(config):
     with pytest.raises(ConfigError, match=r"unknown profile 'prod' \(known: aws, local, stack\)"):
         load_settings("prod")
-    with pytest.raises(ConfigError, match=r"unknown use case 'churn' \(known: flight_delay\)"):
+    with pytest.raises(ConfigError, match=r"unknown use case 'churn' \(known: flight_delay, glucose_high\)"):
         load_usecase("churn")
 
 

@@ -60,7 +60,7 @@ def test_relative_landing_folder_is_resolved(home, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["land", "--month", "2013-13"], "period '2013-13' is not a month written YYYY-MM"),
+        (["land", "--month", "2013-13"], "period '2013-13' is not a month (YYYY-MM), an ISO week"),
         (["land", "--month", "2013-01", "--format", "xml"], "--format must be csv or parquet"),
         (["ingest", "--input", "/nonexistent/batch", "--month", "2013-01"], "input not found"),
     ],

@@ -140,6 +140,7 @@ locals {
       concurrency_limit = 1
       parameters = {
         model_alias = "champion"
+        usecase     = "flight_delay"
       }
       schedules = [
         {
@@ -157,7 +158,9 @@ locals {
       work_queue        = "default"
       tags              = ["mlops"]
       concurrency_limit = 1
-      parameters        = {}
+      parameters = {
+        usecase = "flight_delay"
+      }
       schedules = [
         {
           cron     = "30 5 * * *"
@@ -174,7 +177,9 @@ locals {
       work_queue        = "default"
       tags              = ["mlops"]
       concurrency_limit = 1
-      parameters        = {}
+      parameters = {
+        usecase = "flight_delay"
+      }
       schedules = [
         {
           cron     = "0 6 * * *"
@@ -215,6 +220,76 @@ locals {
           }
         },
       ]
+    }
+    "score-glucose-high" = {
+      flow              = "score"
+      entrypoint        = "flows/score.py:score"
+      description       = "Score the latest curated week of glucose_high with its @champion model."
+      work_pool         = "mlops-process"
+      work_queue        = "default"
+      tags              = ["mlops"]
+      concurrency_limit = 1
+      parameters = {
+        model_alias = "champion"
+        usecase     = "glucose_high"
+      }
+      schedules = [
+        {
+          cron     = "0 5 * * 1"
+          timezone = "UTC"
+        },
+      ]
+      triggers = []
+    }
+    "drift-check-glucose-high" = {
+      flow              = "drift-check"
+      entrypoint        = "flows/drift.py:drift_check"
+      description       = "Drift check of the latest scored week of glucose_high; emits mlops.drift.detected."
+      work_pool         = "mlops-process"
+      work_queue        = "default"
+      tags              = ["mlops"]
+      concurrency_limit = 1
+      parameters = {
+        usecase = "glucose_high"
+      }
+      schedules = [
+        {
+          cron     = "30 5 * * 1"
+          timezone = "UTC"
+        },
+      ]
+      triggers = []
+    }
+    "performance-check-glucose-high" = {
+      flow              = "performance-check"
+      entrypoint        = "flows/performance.py:performance_check"
+      description       = "Performance check of the latest scored week of glucose_high once its labels arrived."
+      work_pool         = "mlops-process"
+      work_queue        = "default"
+      tags              = ["mlops"]
+      concurrency_limit = 1
+      parameters = {
+        usecase = "glucose_high"
+      }
+      schedules = [
+        {
+          cron     = "0 6 * * 1"
+          timezone = "UTC"
+        },
+      ]
+      triggers = []
+    }
+    "land-labels" = {
+      flow              = "land-labels"
+      entrypoint        = "flows/labels.py:land_labels"
+      description       = "Store the labels of one period that arrived after scoring, joinable by id; quarantine the rest."
+      work_pool         = "mlops-process"
+      work_queue        = "default"
+      tags              = ["mlops"]
+      concurrency_limit = null
+      parameters        = {}
+      schedules         = []
+      triggers          = []
     }
     "rollback" = {
       flow              = "rollback"
