@@ -62,6 +62,8 @@ class WaitSettings(Strict):
     """How the demo and the replay wait for a triggered run: while it progresses, and no longer without progress."""
 
     no_progress_seconds: int = Field(default=900, ge=10)
+
+
 class BackupSettings(Strict):
     # None: <home>/backups; in production another disk or s3://bucket/prefix
     root: str | None = None

@@ -726,9 +726,5 @@ def replay(
     )
 
 
-from ops import cli_api  # noqa: E402,F401
-from ops import cli_stream  # noqa: E402,F401
-from ops import cli_backup  # noqa: E402,F401
-from ops import cli_approval  # noqa: E402,F401
-from ops import cli_dashboard  # noqa: E402,F401
-from ops import cli_data  # noqa: E402,F401  (registers land-labels and usecases on app)
+# each module registers its commands on ``app``
+from ops import cli_api, cli_approval, cli_backup, cli_dashboard, cli_data, cli_stream  # noqa: E402,F401
