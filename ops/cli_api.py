@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ops.commands import app
+from ops.commands import JsonOpt, app
 
 OVERRIDES_ENV = "MLOPS_API_OVERRIDES"
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -128,8 +128,13 @@ def api_command(
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not write the prediction log.")] = False,
     profile: Annotated[str | None, typer.Option("--profile", help="Config profile. Env: MLOPS_PROFILE.")] = None,
     usecase: Annotated[str | None, typer.Option("--usecase", help="Use case. Env: MLOPS_USECASE.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Serve online predictions (REST) with the version behind an alias; swaps versions without a restart."""
+    """Serve online predictions (REST) with the version behind an alias; swaps versions without a restart.
+
+    With --json, one JSON object (URL, workers, what it follows) is printed before uvicorn takes over; uvicorn
+    itself logs to stderr.
+    """
     from flows.settings import load_settings
 
     given = {"host": host, "port": port, "workers": workers, "alias": alias, "version": version}
@@ -143,13 +148,25 @@ def api_command(
 
         api = ApiSettings.model_validate({**load_settings(profile).api.model_dump(), **overrides})
     except Exception as exc:
-        typer.echo(f"error: {exc}".splitlines()[0], err=True)
-        raise typer.Exit(1) from None
+        _refuse(as_json, f"{exc}".splitlines()[0])
     if api.workers < 1 or not 0 < api.port < 65536:
-        typer.echo("error: --workers must be >= 1 and --port in 1..65535", err=True)
-        raise typer.Exit(1)
+        _refuse(as_json, "--workers must be >= 1 and --port in 1..65535")
     env = api_environment(dict(os.environ), profile, usecase, overrides, api.workers)
-    typer.echo(f"serving on http://{api.host}:{api.port} with {api.workers} worker(s), OpenMP 1 thread each", err=True)
+    follows = f"version {api.version}" if api.version else f"@{api.alias}"
+    if as_json:
+        result = {"url": f"http://{api.host}:{api.port}", "workers": api.workers, "follows": follows}
+        sys.stdout.write(json.dumps({"ok": True, "result": result}) + "\n")
+    typer.echo(
+        f"serving {follows} on http://{api.host}:{api.port} with {api.workers} worker(s), OpenMP 1 thread each",
+        err=True,
+    )
     sys.stdout.flush()
     # exec, not a child: signals (SIGTERM from compose / Kubernetes) reach uvicorn, which drains and flushes
     os.execve(sys.executable, uvicorn_command(api.host, api.port, api.workers), env)  # noqa: S606
+
+
+def _refuse(as_json: bool, message: str) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({"ok": False, "error": message}) + "\n")
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)

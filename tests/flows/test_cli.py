@@ -23,6 +23,7 @@ COMMANDS = [
     "drift-check",
     "performance-check",
     "replay",
+    "api",
 ]
 
 

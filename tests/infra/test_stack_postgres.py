@@ -73,7 +73,7 @@ def test_up_postgres_keeps_prefect_and_mlflow_data_in_postgres_across_down_up(ho
     started = stack.up(ports, deploy=False, backend="postgres")
     report = stack.status()
     assert report["backend"] == started["backend"] == "postgres"
-    assert set(report["components"]) == {"postgres", "s3", "prefect", "mlflow", "worker", "dashboard"}
+    assert set(report["components"]) == {"postgres", "s3", "prefect", "mlflow", "worker", "api", "dashboard"}
     assert all(c["running"] and c["healthy"] for c in report["components"].values()), report
 
     def prefect():
