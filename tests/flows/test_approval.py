@@ -186,3 +186,11 @@ def test_an_approval_promotes_and_the_history_records_the_approver(staged):
     assert [m.to_version for m in challenger_moves] == ["1", staged["version"].version], "a resumed run moves once"
     assert staged["left"] == []
     assert staged["answered"]["decision"] == "approved" and staged["answered"]["approver"] == "alice"
+
+
+@pytest.mark.parametrize("command", ["approvals", "approve", "reject"])
+def test_the_answer_commands_have_help(command):
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "--json" in result.output
+    if command != "approvals":
+        assert "--comment" in result.output and "--as" in result.output
