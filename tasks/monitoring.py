@@ -114,7 +114,8 @@ def join_labels(scores: pd.DataFrame, labels: pd.DataFrame, id_column: str, labe
     """Scores with their arrived label (inner join by id) and the row accounting of the join.
 
     Every scored row is either labelled, without a label yet (null target: the outcome never happened), or has
-    no label record at all; ``rows_scored == rows_labelled + rows_unlabelled + rows_missing``.
+    no label record at all; ``rows_scored == rows_labelled + rows_unlabelled + rows_missing``. Labels of ids that
+    were never scored are counted (``labels_not_scored``) and left out.
 
     Raises:
         InputDataError: an id repeats in the labels (the join would multiply scored rows), or a column is missing.
@@ -137,6 +138,7 @@ def join_labels(scores: pd.DataFrame, labels: pd.DataFrame, id_column: str, labe
         "rows_labelled": len(labelled),
         "rows_unlabelled": unlabelled,
         "rows_missing_label": missing,
+        "labels_not_scored": int((~labels[id_column].isin(scores[id_column])).sum()),
     }
     return labelled, counts
 

@@ -13,7 +13,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CODE_DIRS = ("flows", "tasks", "adapters", "services", "ops")
 # words of the reference use case; a second use case must be a YAML file, not new code
-DOMAIN_WORDS = re.compile(r"flight|tailnum|carrier|arr_delay|dep_delay|nycflights|weather|airport|aircraft", re.I)
+DOMAIN_WORDS = re.compile(
+    r"flight|tailnum|carrier|arr_delay|dep_delay|nycflights|weather|airport|aircraft"  # the reference use case
+    r"|glucose|isig|\bcgm\b|bokeh|reading_id|is_high",  # the second one (config/usecases/glucose_high.yaml)
+    re.I,
+)
 FORBIDDEN_IN_TASKS = {
     "prefect",
     "mlflow",

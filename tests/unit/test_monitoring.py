@@ -81,7 +81,13 @@ SCORES = pd.DataFrame({"id": ["a", "b", "c", "d", "e"], "probability": [0.9, 0.2
 def test_join_labels_accounts_for_every_scored_row():
     labels = pd.DataFrame({"id": ["a", "b", "c", "d", "z"], "y": [1, 0, None, 0, 1]})
     labelled, counts = monitoring.join_labels(SCORES, labels, "id", "y")
-    assert counts == {"rows_scored": 5, "rows_labelled": 3, "rows_unlabelled": 1, "rows_missing_label": 1}
+    assert counts == {
+        "rows_scored": 5,
+        "rows_labelled": 3,
+        "rows_unlabelled": 1,
+        "rows_missing_label": 1,
+        "labels_not_scored": 1,  # "z" was never scored
+    }
     assert sorted(labelled["id"]) == ["a", "b", "d"]
 
 
