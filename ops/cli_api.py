@@ -16,10 +16,10 @@ from typing import Annotated, Any
 
 import typer
 
+from adapters import compute
 from ops.commands import JsonOpt, app
 
 OVERRIDES_ENV = "MLOPS_API_OVERRIDES"
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def build_services(profile: str | None = None, usecase: str | None = None, overrides: dict | None = None) -> Any:
@@ -75,7 +75,9 @@ def app_from_env() -> Any:
 
     from services.api import create_app
 
-    threadpool_limits(1)  # this thread; the environment set by `mlops api` covers the threadpool's threads
+    # one worker, one core (the product's thread policy, adapters/compute.py): this thread here, the threadpool's
+    # threads through the environment `mlops api` set before the workers started
+    threadpool_limits(compute.DEFAULT_MODEL_THREADS)
     overrides = json.loads(os.environ.get(OVERRIDES_ENV) or "{}")
     return create_app(build_services(os.environ.get("MLOPS_PROFILE"), os.environ.get("MLOPS_USECASE"), overrides))
 
@@ -103,7 +105,7 @@ def api_environment(
     base: dict[str, str], profile: str | None, usecase: str | None, overrides: dict, workers: int
 ) -> dict[str, str]:
     """The workers' environment: settings to build from, one OpenMP thread each, shared metrics folder."""
-    env = {**base, OVERRIDES_ENV: json.dumps(overrides), **dict.fromkeys(THREAD_ENV, "1")}
+    env = {**base, OVERRIDES_ENV: json.dumps(overrides), **compute.thread_env(compute.DEFAULT_MODEL_THREADS)}
     if profile:
         env["MLOPS_PROFILE"] = profile
     if usecase:
