@@ -79,6 +79,13 @@ clean:
 bench-replay: setup
 	$(VENV)/bin/python bench/replay.py
 
+.PHONY: bench-serve api
+bench-serve: setup
+	$(VENV)/bin/python bench/serve.py
+
+api: setup
+	$(VENV)/bin/mlops api
+
 .PHONY: bench-stream
 bench-stream: setup
 	$(VENV)/bin/python bench/stream.py

@@ -435,7 +435,11 @@ def stack_status(as_json: JsonOpt = False) -> None:
             name: f"pid {c['pid']} · {'healthy' if c['healthy'] else 'running' if c['running'] else 'stopped'}"
             for name, c in r["components"].items()
         }
-        show_mapping("Stack", {"backend": r["backend"], **rows, **{f"url {k}": v for k, v in r["urls"].items()}})
+        api = r.get("api") or {}
+        served = {"api serves": f"version {api['version']} at {api['url']}" if api.get("version") else "no model yet"}
+        show_mapping(
+            "Stack", {"backend": r["backend"], **rows, **{f"url {k}": v for k, v in r["urls"].items()}, **served}
+        )
 
     run_command(as_json, "reading the stack", stack.status, show)
 
@@ -688,4 +692,5 @@ def replay(
     )
 
 
+from ops import cli_api  # noqa: E402,F401
 from ops import cli_stream  # noqa: E402,F401

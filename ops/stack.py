@@ -1,4 +1,4 @@
-"""The local stack: S3 API (moto), Prefect server, MLflow server and a process worker on 127.0.0.1.
+"""The local stack: S3 API (moto), Prefect server, MLflow server, a process worker and the REST API on 127.0.0.1.
 
 State (PIDs, ports, backend, logs, server data) lives in ``$MLOPS_HOME/stack``. The S3 API keeps objects in
 memory, so ``down`` copies the stack's buckets to disk and ``up`` restores them: data survives down/up.
@@ -14,7 +14,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from adapters import postgres, processes
@@ -25,7 +25,7 @@ from tasks.errors import MlopsError
 BUCKETS = ("mlops-landing", "mlops-lake", "mlops-mlflow")
 WORK_POOL = "mlops-process"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "stack-local", "AWS_SECRET_ACCESS_KEY": "stack-local"}
-ORDER = ("postgres", "s3", "prefect", "mlflow", "worker")
+ORDER = ("postgres", "s3", "prefect", "mlflow", "worker", "api")
 BACKENDS = ("sqlite", "postgres")
 DATABASES = ("prefect", "mlflow")
 
@@ -36,6 +36,7 @@ class Ports:
     mlflow: int = 5000
     s3: int = 9000
     postgres: int = 15432
+    api: int = 0  # the REST API (`mlops api`): 0 picks a free port at the first `up`, kept afterwards
 
 
 def stack_dir() -> Path:
@@ -48,6 +49,7 @@ def urls(ports: Ports) -> dict[str, str]:
         "prefect_api": f"http://127.0.0.1:{ports.prefect}/api",
         "mlflow": f"http://127.0.0.1:{ports.mlflow}",
         "s3": f"http://127.0.0.1:{ports.s3}",
+        **({"api": f"http://127.0.0.1:{ports.api}"} if ports.api else {}),
     }
 
 
@@ -130,6 +132,12 @@ def _commands(ports: Ports, backend: str = "sqlite") -> dict[str, tuple[list[str
             90,
         ),
         "worker": ([str(bin_dir / "prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"], None, 0),
+        # alive before a champion exists (/ready says when one serves); it follows @champion from then on
+        "api": (
+            [str(bin_dir / "mlops"), "api", "--profile", "stack", "--port", str(ports.api), "--workers", "1"],
+            f"http://127.0.0.1:{ports.api}/health",
+            120,
+        ),
     }
 
 
@@ -153,6 +161,8 @@ def up(ports: Ports | None = None, deploy: bool = True, backend: str | None = No
     state = read_state()
     ports = Ports(**state["ports"]) if ports is None and "ports" in state else ports or Ports()
     backend = _choose_backend(state, backend)
+    if not ports.api:
+        ports = replace(ports, api=processes.free_port())
     state["ports"], state["backend"] = ports.__dict__, backend
     env, timings = _process_env(ports), {}
     (stack_dir() / "mlflow").mkdir(parents=True, exist_ok=True)
@@ -266,7 +276,31 @@ def status() -> dict:
         running = processes.alive(info.get("pid"))
         healthy = running and _healthy(name, info, ports)
         report[name] = {"pid": info.get("pid"), "running": running, "healthy": bool(healthy), "log": info.get("log")}
-    return {"components": report, "backend": backend, "urls": _urls(ports, backend), "env": stack_env(ports)}
+    served = _served(ports) if report.get("api", {}).get("running") else None
+    return {
+        "components": report,
+        "backend": backend,
+        "urls": _urls(ports, backend),
+        "env": stack_env(ports),
+        "api": served,
+    }
+
+
+def _served(ports: Ports) -> dict:
+    """The API's URL and the model version it serves (None before a champion exists)."""
+    import httpx
+
+    url = urls(ports).get("api", "")
+    try:
+        ready = httpx.get(f"{url}/ready", timeout=3).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return {"url": url, "ready": False, "version": None, "error": str(exc)}
+    return {
+        "url": url,
+        "ready": bool(ready.get("ready")),
+        "version": ready.get("version"),
+        "error": ready.get("last_error"),
+    }
 
 
 def _healthy(name: str, info: dict, ports: Ports) -> bool:

@@ -25,10 +25,12 @@ from tasks import scoring
 from tasks.contract import ReferenceSketch
 from tasks.errors import MlopsError
 from tasks.expectations import ExpectationSpec
+from tasks.privacy import apply_pii_policy
 from tasks.scoring import Lineage, OutlierReference, Scorer
 from tasks.training import model_inputs
 from tasks.usecase import Strict, UseCase
 
+REQUEST_ID, MODEL_ALIAS = "request_id", "model_alias"  # prediction log columns besides those of batch scores
 MAX_PROBLEMS_LISTED = 50  # a body of 10k bad rows names the first ones, and says how many more
 
 
@@ -372,6 +374,30 @@ def _reason(spec: ExpectationSpec | None, value: Any, label: str) -> str:
     if spec.kind == "in_set":
         return f"value {value!r} is not one of the contract's values"
     return f"value {value!r} fails the contract's check {label}"
+
+
+def prediction_rows(
+    requests: Sequence[tuple[ScoredRequest, str, str | None]], usecase: UseCase, pii_key: bytes | None
+) -> pd.DataFrame:
+    """The prediction log's rows of scored requests ``(scored, request id, alias)``, built once for them all.
+
+    Per row: outputs and lineage, the inputs after the PII policy, request id and alias.
+    """
+    scores = pd.concat([_plain(s.scores) for s, _, _ in requests], ignore_index=True)
+    frames = pd.concat([s.frame for s, _, _ in requests], ignore_index=True)
+    inputs = apply_pii_policy(frames.drop(columns=[usecase.id_column]), usecase.pii, pii_key)
+    sizes = [len(s.scores) for s, _, _ in requests]
+    extra = {
+        REQUEST_ID: pd.array(np.repeat([r for _, r, _ in requests], sizes), dtype="str"),
+        MODEL_ALIAS: pd.array(np.repeat([a or "" for _, _, a in requests], sizes), dtype="str"),
+    }
+    return pd.concat([scores, inputs], axis=1).assign(**extra)
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categoricals (lineage, outlier features) as strings, so frames of different requests concatenate."""
+    converted = {c: frame[c].astype("str") for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)}
+    return frame.assign(**converted)
 
 
 # --- checking a candidate version --------------------------------------------------------------------------

@@ -23,10 +23,12 @@ def stack_home(tmp_path, monkeypatch):
 def test_up_status_down_up_keeps_data_and_stops_by_pid(stack_home):
     ports = stack.Ports(processes.free_port(), processes.free_port(), processes.free_port())
     started = stack.up(ports)
-    assert set(started["pids"]) == {"s3", "prefect", "mlflow", "worker"}
+    assert set(started["pids"]) == {"s3", "prefect", "mlflow", "worker", "api"}
     report = stack.status()
     assert report["backend"] == started["backend"] == "sqlite"  # the default; no PostgreSQL started
     assert all(c["running"] and c["healthy"] for c in report["components"].values()), report
+    # the API is up before any model exists, and says it serves nothing yet
+    assert report["api"]["url"] == started["urls"]["api"] and report["api"]["version"] is None
 
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings

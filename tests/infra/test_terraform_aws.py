@@ -171,10 +171,12 @@ def test_fmt_is_clean(initialized_module: Path, tf_env: dict[str, str]) -> None:
 
 
 def test_module_declares_no_inbound_rule() -> None:
-    """The worker is egress-only: no ingress block or ingress rule resource anywhere in the module."""
+    """The worker is egress-only: no ingress anywhere in the module but the API's one rule on its own group."""
     inbound = re.compile(r'aws_vpc_security_group_ingress_rule|aws_security_group_rule"|^\s*ingress\s*\{', re.M)
-    hits = [p.name for p in MODULE.glob("*.tf") if inbound.search(p.read_text())]
+    hits = [p.name for p in MODULE.glob("*.tf") if p.name != "api.tf" and inbound.search(p.read_text())]
     assert not hits, f"inbound rules declared in {hits}"
+    api = (MODULE / "api.tf").read_text()
+    assert len(inbound.findall(api)) == 1 and "security_group_id = aws_security_group.api[0].id" in api
 
 
 # --- a real apply -> plan -> destroy against moto's server on 127.0.0.1 -------------------------------------------

@@ -3,12 +3,13 @@ keeps in-flight requests on their version, and keeps serving the old version whe
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
 from conftest import MODEL, request_rows
 
-from adapters.alias_events import emit_alias_moved
+from adapters.alias_events import ALIAS_MOVED, emit_alias_moved
 from adapters.model_holder import ModelHolder, ModelNotReady, follow_alias_events
 from adapters.registry import MlflowRegistry
 from flows.context import build_context
@@ -127,3 +128,32 @@ def test_alias_moved_event_wakes_the_holder(ctx, served, champion_restored):
 def test_holder_refuses_bad_settings(ctx):
     with pytest.raises(MlopsError, match="poll_seconds"):
         _holder(ctx, poll_seconds=0)
+
+
+def _alias_events(since: float, wait_for: int) -> list[dict]:
+    from prefect.client.orchestration import get_client
+
+    start = datetime.fromtimestamp(since, UTC).isoformat()
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            body = {"filter": {"event": {"name": [ALIAS_MOVED]}, "occurred": {"since": start}}, "limit": 50}
+            found = client.request("POST", "/events/filter", json=body).json()["events"]
+        if len(found) >= wait_for or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def test_rollback_flow_emits_the_alias_moved_event(ctx, served, champion_restored):
+    from flows.register import rollback
+
+    first, second = served["versions"]
+    since = time.time() - 1
+    moved = rollback(reason="test: the event of a rollback")
+    assert (moved["from_version"], moved["to_version"]) == (second, first)
+    events = [e for e in _alias_events(since, 1) if e["payload"]["to_version"] == first]
+    assert events, "no alias-moved event for the rollback"
+    event = events[0]
+    assert event["resource"]["prefect.resource.id"] == f"mlops.model.{MODEL}"
+    assert event["payload"] | {"model": MODEL, "alias": "champion", "from_version": second} == event["payload"]
+    ctx.registry().set_version_tags(MODEL, second, {"rollback.revoked": "false"})  # the next tests may promote it

@@ -405,3 +405,102 @@ variable "eks_service_accounts" {
     error_message = "eks_service_accounts values must be <namespace>/<service account name>."
   }
 }
+
+variable "enable_api_service" {
+  description = "Run the REST scoring API (`mlops api`) as an ECS service (needs enable_ecs)."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.enable_api_service || var.enable_ecs
+    error_message = "enable_api_service needs enable_ecs = true."
+  }
+}
+
+variable "api_port" {
+  description = "Port the API listens on inside its task."
+  type        = number
+  default     = 8000
+
+  validation {
+    condition     = var.api_port >= 1024 && var.api_port <= 65535 && floor(var.api_port) == var.api_port
+    error_message = "api_port must be a whole number from 1024 to 65535 (the container runs as a non-root user)."
+  }
+}
+
+variable "api_workers" {
+  description = "uvicorn worker processes per API task (one OpenMP thread each): about one per vCPU."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.api_workers >= 1 && var.api_workers <= 16 && floor(var.api_workers) == var.api_workers
+    error_message = "api_workers must be a whole number from 1 to 16."
+  }
+}
+
+variable "api_cpu" {
+  description = "Fargate task CPU units of an API task."
+  type        = number
+  default     = 2048
+
+  validation {
+    condition     = contains([512, 1024, 2048, 4096], var.api_cpu)
+    error_message = "api_cpu must be 512, 1024, 2048 or 4096."
+  }
+}
+
+variable "api_memory" {
+  description = "Fargate task memory (MiB) of an API task; a valid pair with api_cpu."
+  type        = number
+  default     = 4096
+
+  validation {
+    condition = (
+      var.api_cpu == 512 ? contains([1024, 2048, 3072, 4096], var.api_memory) :
+      var.api_cpu == 1024 ? var.api_memory >= 2048 && var.api_memory <= 8192 && var.api_memory % 1024 == 0 :
+      var.api_cpu == 2048 ? var.api_memory >= 4096 && var.api_memory <= 16384 && var.api_memory % 1024 == 0 :
+      var.api_memory >= 8192 && var.api_memory <= 30720 && var.api_memory % 1024 == 0
+    )
+    error_message = "api_memory is not a valid Fargate size for api_cpu."
+  }
+}
+
+variable "api_desired_count" {
+  description = "Number of API tasks (2 or more keeps the API up during deploys and zone failures)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.api_desired_count >= 0 && var.api_desired_count <= 50 && floor(var.api_desired_count) == var.api_desired_count
+    error_message = "api_desired_count must be a whole number from 0 to 50."
+  }
+}
+
+variable "api_ingress_cidr_blocks" {
+  description = "Networks allowed to reach the API's port (a load balancer's subnets); empty: no inbound rule."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.api_ingress_cidr_blocks : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
+    error_message = "api_ingress_cidr_blocks must be CIDR blocks, and never 0.0.0.0/0: put a load balancer in front."
+  }
+}
+
+variable "api_target_group_arn" {
+  description = "Target group of a load balancer to register the API tasks in; null: none (service discovery elsewhere)."
+  type        = string
+  default     = null
+}
+
+variable "api_eks_service_account" {
+  description = "Kubernetes service account (namespace/name) of the API allowed to assume its role through IRSA."
+  type        = string
+  default     = "mlops-prod/mlops-api-irsa"
+
+  validation {
+    condition     = can(regex("^[a-z0-9-]+/[a-z0-9.-]+$", var.api_eks_service_account))
+    error_message = "api_eks_service_account must be <namespace>/<service account name>."
+  }
+}
