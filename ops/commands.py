@@ -692,5 +692,4 @@ def replay(
     )
 
 
-from ops import cli_api  # noqa: E402,F401
-from ops import cli_stream  # noqa: E402,F401
+from ops import cli_api, cli_stream  # noqa: E402,F401
