@@ -84,23 +84,28 @@ bench-replay: setup
 .PHONY: bench-load
 bench-load: setup
 	$(VENV)/bin/python bench/load.py
+
 .PHONY: bench-serve api
 bench-serve: setup
 	$(VENV)/bin/python bench/serve.py
 
 api: setup
 	$(VENV)/bin/mlops api
+
 .PHONY: bench-stream
 bench-stream: setup
 	$(VENV)/bin/python bench/stream.py
+
 # a consistent, checksummed backup of this home (MLflow, Prefect, lake pointers); `mlops backup --help` for more
 .PHONY: backup
 backup: setup
 	$(VENV)/bin/mlops backup create
+
 # notification delivery on a real local Prefect server: event-to-message latency, a burst gives one message
 .PHONY: bench-notify
 bench-notify: setup
 	$(VENV)/bin/python bench/notify.py --events 10
+
 # NannyML (the peer of the label-free estimate) lives in its own throw-away environment, never in .venv
 NANNYML_ENV ?= $(TOOLS)/nannyml-env
 .PHONY: bench-estimate

@@ -54,6 +54,7 @@ def consume(
         return
     from adapters.storage import join_uri
     from services.stream_runner import run_consumer
+    from tasks.training import model_inputs
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -68,6 +69,7 @@ def consume(
             root,
             f"{ctx.settings.home}/models",
             idle_exit_seconds=idle_exit,
+            pii_key=ctx.pii_key() if any(ctx.usecase.pii.get(c) == "hash" for c in model_inputs(ctx.usecase)) else None,
         )
 
     run_command(as_json, "scoring the stream", work, lambda r: show_mapping("Stream consumer", _flat(r)))

@@ -36,13 +36,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from adapters.compute import model_threads
 
 from adapters.checkpoints import CheckpointTable, LeaseLost
 from adapters.kinesis import IteratorExpired, KinesisStream
 from adapters.model_holder import ModelHolder, ModelNotReady, ServedModel
 from adapters.storage import Storage, join_uri, write_parquet
-from tasks import scoring, streaming
+from tasks import scoring, serving, streaming
+from tasks.privacy import apply_pii_policy
 from tasks.stream_leases import LeaseRow, ShardInfo, held, plan_leases
 from tasks.streaming import StreamRecord, StreamSettings
 
@@ -92,6 +93,7 @@ class StreamConsumer:
         worker: This consumer's id (unique per process: host + pid + random).
         output: The output stream, if results are also put on one.
         clock: Wall-clock seconds (leases compare it across hosts).
+        pii_key: Key of the PII policy's hashed inputs (None when no model input is hashed).
     """
 
     def __init__(
@@ -105,9 +107,11 @@ class StreamConsumer:
         worker: str,
         output: KinesisStream | None = None,
         clock: Callable[[], float] = time.time,
+        pii_key: bytes | None = None,
     ) -> None:
         self.settings, self.stream, self.table, self.holder = settings, stream, table, holder
         self.storage, self.root, self.worker, self.output, self.clock = storage, root, worker, output, clock
+        self.pii_key = pii_key  # inputs are logged after the PII policy, as the API logs them
         self.cursors: dict[str, _Cursor] = {}
         self.shards: list[ShardInfo] = []
         self.stats = ConsumerStats()
@@ -120,7 +124,7 @@ class StreamConsumer:
         next_sync = next_balance = 0.0
         last_work = self.clock()
         try:
-            with threadpool_limits(1, user_api="openmp"):  # the product's thread policy: one OpenMP thread
+            with model_threads(1):  # the product's thread policy (adapters/compute): one native thread per consumer
                 while not stop.is_set():
                     now = self.clock()
                     if now >= next_sync:
@@ -319,7 +323,9 @@ class StreamConsumer:
             refused = streaming.refused_rows(decoded.frame, failed, chunk.reasons, contract)
             rejected += list(zip(rows[failed].tolist(), refused, strict=True))
             inputs = decoded.frame.loc[~failed].reset_index(drop=True)
+            inputs = apply_pii_policy(inputs, served.usecase.pii, self.pii_key)
             extra = {c: inputs[c].array for c in inputs.columns if c not in chunk.scores.columns}
+            extra[serving.MODEL_ALIAS] = pd.array([served.alias or ""] * len(inputs), dtype="str")
             scores = chunk.scores.assign(**extra, **streaming.stream_columns(batch, rows[~failed].tolist()))
         dead = streaming.dead_letter_frame(batch, sorted(rejected), self.stream.name, served.version)
         return scores, dead

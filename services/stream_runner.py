@@ -61,6 +61,7 @@ def run_consumer(
     *,
     idle_exit_seconds: float | None = None,
     ready_timeout: float = 300.0,
+    pii_key: bytes | None = None,
 ) -> dict[str, Any]:
     """Score the stream until SIGTERM/SIGINT (or, with ``idle_exit_seconds``, until it is drained).
 
@@ -85,7 +86,9 @@ def run_consumer(
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     worker = worker_id()
-    consumer = StreamConsumer(settings, source, table, holder, storage, predictions_root, worker, output)
+    consumer = StreamConsumer(
+        settings, source, table, holder, storage, predictions_root, worker, output, pii_key=pii_key
+    )
     log.info("consumer %s reads stream %s (model %s)", worker, settings.name, holder.status().version)
     try:
         stats = consumer.run(stop, idle_exit_seconds=idle_exit_seconds)

@@ -124,7 +124,7 @@ def test_malformed_records_land_in_the_dead_letter_with_their_reason_and_the_res
         assert bytes(row["payload"]) == data  # the raw bytes, to inspect or replay
         assert row["stream"] == env["settings"].name and row["shard_id"].startswith("shardId-")
     assert scored["model_version"].astype(str).unique().tolist() == [served["versions"][-1]]
-    assert {"distance", "carrier", "probability", "model_run_id", "shard_id", "sequence_number", "arrived_at"} <= set(
+    assert {"distance", "carrier", "probability", "model_run_id", "model_alias", "shard_id", "sequence_number"} <= set(
         scored.columns
     )
     # the output stream got every scored row, naming where each came from

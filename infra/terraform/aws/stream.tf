@@ -150,7 +150,7 @@ resource "aws_iam_role" "stream_consumer" {
 }
 
 locals {
-  prediction_prefixes = [for u in var.usecases : "${u}/predictions/"]
+  stream_prediction_prefixes = [for u in var.usecases : "${u}/predictions/"]
 
   stream_consumer_statements = concat(
     [
@@ -174,13 +174,13 @@ locals {
         Effect    = "Allow"
         Action    = "s3:ListBucket"
         Resource  = local.bucket_arns["lake"]
-        Condition = { StringLike = { "s3:prefix" = flatten([for p in local.prediction_prefixes : [p, "${p}*"]]) } }
+        Condition = { StringLike = { "s3:prefix" = flatten([for p in local.stream_prediction_prefixes : [p, "${p}*"]]) } }
       },
       {
         Sid      = "WritePredictionsAndDeadLetter"
         Effect   = "Allow"
         Action   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-        Resource = [for p in local.prediction_prefixes : "${local.bucket_arns["lake"]}/${p}*"]
+        Resource = [for p in local.stream_prediction_prefixes : "${local.bucket_arns["lake"]}/${p}*"]
       },
       {
         Sid      = "ReadModelArtifacts"
