@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from adapters.compute import model_threads
 
 from adapters.checkpoints import CheckpointTable, LeaseLost
+from adapters.compute import model_threads
 from adapters.kinesis import IteratorExpired, KinesisStream
 from adapters.model_holder import ModelHolder, ModelNotReady, ServedModel
 from adapters.storage import Storage, join_uri, write_parquet
