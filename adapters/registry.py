@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from adapters import registry_lock
+from adapters.storage import S3_MAX_ATTEMPTS
 from tasks.errors import (
     AliasConflict,
     ConfigError,
@@ -533,6 +534,8 @@ class MlflowRegistry:
         }
         if self.s3_endpoint_url:
             env["MLFLOW_S3_ENDPOINT_URL"] = self.s3_endpoint_url
+        # MLflow's own S3 client for artifacts: the same retry policy as adapters.storage (boto3 reads these)
+        env.update(AWS_RETRY_MODE="standard", AWS_MAX_ATTEMPTS=str(S3_MAX_ATTEMPTS))
         with _MLFLOW_LOCK, _environ(env):
             try:
                 yield

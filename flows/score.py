@@ -12,11 +12,15 @@ Output, under ``output_uri`` (default ``<lake>/<usecase>/scores``)::
     batch=<batch id>/model=<version>/part-PPPPP-SSS.parquet     scores with lineage columns
     batch=<batch id>/model=<version>/_manifest.json             the run's summary, written last
     _quarantine/batch=<batch id>/model=<version>/part-....parquet   quarantined input rows with reasons
+    _staging/batch=<batch id>/model=<version>/<run>/...         parts of a run in progress
 
-Every part is written atomically under a name fixed by the partition plan; a rerun of the same (batch,
-version) rewrites the same names, then deletes parts an earlier run wrote that this one did not (another
-``chunk_rows``), so rows are never duplicated. Readers that must not see a rerun half-way read the files the
-manifest lists. Paths starting with ``_`` are skipped by Hive-style dataset readers of the output root.
+Every part is written atomically under a name fixed by the partition plan, first into the run's staging
+folder; only the commit, after every partition succeeded, deletes the old manifest, moves the parts into place,
+deletes parts an earlier run wrote that this one did not (another ``chunk_rows``) and writes the manifest. A
+failed or killed run leaves its parts in staging (invisible to readers: paths starting with ``_`` are skipped by
+Hive-style dataset readers) and the next run of the same batch and version removes them and any unfinished temp
+file, so rows are never duplicated or stale. Readers that must not see a commit half-way read the files the
+manifest lists.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from tasks.training import model_inputs
 CONTRACT_ARTIFACT = contract.CONTRACT_ARTIFACT
 SKETCH_ARTIFACT = contract.SKETCH_ARTIFACT
 MANIFEST = "_manifest.json"
+STAGING_DIR = "_staging"  # runs write here, hidden from Hive-style readers (a leading "_"), until they commit
 QUARANTINE_DIR = "_quarantine"
 
 
@@ -100,6 +105,7 @@ class ScoringJob:
     output_uri: str
     scores_uri: str
     quarantine_uri: str
+    staging_uri: str  # where this run writes its parts until commit_output moves them into place
     chunk_rows: int
 
 
@@ -252,12 +258,12 @@ def _score_partition(
         scored = scoring.score_chunk(frame, model, ctx.usecase, job.row_specs, job.reference, job.lineage, duplicate)
         name, files = scoring.part_name(part.index, piece), []
         if len(scored.scores):
-            write_parquet(storage, join_uri(job.scores_uri, name), scored.scores)
+            write_parquet(storage, join_uri(job.staging_uri, name), scored.scores)
             files.append(name)
         if len(scored.reasons):
             rows = table.filter(pa.array(scored.failed)).to_pandas()
             quarantine = scoring.assemble_quarantine(rows, scored.reasons, job.lineage)
-            write_parquet(storage, join_uri(job.quarantine_uri, name), quarantine)
+            write_parquet(storage, join_uri(job.staging_uri, QUARANTINE_DIR, name), quarantine)
             files.append(f"{QUARANTINE_DIR}/{name}")
         results.append(PartitionResult(**{**asdict(scored.result), "files": tuple(files)}))
     return scoring.combine(results)
@@ -302,10 +308,29 @@ def _task_runner(ctx: Context) -> Any:
     return ThreadPoolTaskRunner(max_workers=spec.threads)
 
 
+@io_step("clear-leftovers")
+def clear_leftovers(ctx: Context, job: ScoringJob) -> int:
+    """Remove what failed or killed runs of this (batch, version) left: staged parts, unfinished temp files.
+
+    Runs of one (batch, version) never overlap (the deployment's concurrency limit is 1).
+    """
+    storage = ctx.storage(job.output_uri)
+    staged = storage.list(job.staging_uri.rsplit("/", 1)[0])
+    for uri in staged:
+        storage.delete(uri)
+    cleared = sum(storage.clear_temp(u) for u in (job.scores_uri, job.quarantine_uri, job.staging_uri))
+    return len(staged) + cleared
+
+
 @io_step("commit-output")
 def commit_output(ctx: Context, job: ScoringJob, written: tuple[str, ...], summary: dict) -> int:
-    """Delete parts of an earlier run this run did not rewrite, then write the manifest: the run's commit."""
+    """Move the staged parts into place, delete parts of an earlier run this run did not rewrite, then write
+    the manifest: the run's commit. The old manifest goes first, so no manifest ever lists a mix of two runs."""
     storage = ctx.storage(job.scores_uri)
+    storage.delete(join_uri(job.scores_uri, MANIFEST))
+    for name in written:
+        final = job.quarantine_uri if name.startswith(f"{QUARANTINE_DIR}/") else job.scores_uri
+        storage.move(join_uri(job.staging_uri, name), join_uri(final, name.removeprefix(f"{QUARANTINE_DIR}/")))
     removed = 0
     for folder, prefix in ((job.scores_uri, ""), (job.quarantine_uri, f"{QUARANTINE_DIR}/")):
         names = [f.removeprefix(prefix) for f in written if f.startswith(prefix) and "/" not in f.removeprefix(prefix)]
@@ -351,9 +376,11 @@ def score(
         output_uri=root,
         scores_uri=join_uri(root, where),
         quarantine_uri=join_uri(root, QUARANTINE_DIR, where),
+        staging_uri=join_uri(root, STAGING_DIR, where, flow_run_id or uuid.uuid4().hex),
         chunk_rows=uc.scoring.chunk_rows,
     )
     check_output(ctx, job.scores_uri)
+    clear_leftovers(ctx, job)
     load_model(ctx, model.ref)
     partitions = scoring.plan_partitions(batch.row_groups, uc.scoring.chunk_rows)
     duplicates = scoring.positions_by_partition(find_duplicate_ids(ctx, batch), batch.row_groups, partitions)

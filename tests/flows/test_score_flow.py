@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
 import boto3
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -399,3 +406,113 @@ def test_an_output_location_that_cannot_be_written_fails_before_scoring(env, tra
     output = str(tmp_path / "a-file" / "scores") if where == "file-parent" else "relative/scores"
     with pytest.raises(StorageError, match=r"not writable|not an absolute path"):
         score(input_uri=trained["feb_uri"], output_uri=output)
+
+
+# --- duplicate ids, duplicate columns ------------------------------------------------------------------
+
+ID = "flight_id"
+
+
+@pytest.mark.parametrize("chunk_rows", [100_000, 2_000])  # one partition; duplicates across many partitions
+def test_duplicate_ids_are_quarantined_with_a_reason_and_nothing_is_lost(
+    env,
+    trained,
+    tmp_path,
+    configure,
+    chunk_rows,
+):
+    configure(scoring={"chunk_rows": chunk_rows})
+    feb = trained["feb_frame"].head(6_000)
+    copies = feb.sample(1_000, random_state=3)
+    batch = pd.concat([feb, copies], ignore_index=True).sample(frac=1.0, random_state=4).reset_index(drop=True)
+    source = write_input(batch, tmp_path / "in" / "dupes.parquet", row_group_size=1_500)
+    result = score(input_uri=source, output_uri=str(tmp_path / "out"))
+    reason = f"duplicate {ID}: an earlier row of the batch has it"
+    assert result["rows_in"] == 7_000 == result["rows_scored"] + result["rows_quarantined"]
+    assert result["quarantine_reasons"][reason] == 1_000
+    scores = pd.read_parquet(result["scores_uri"])
+    assert scores[ID].is_unique
+    quarantined = _quarantined(result, reason)
+    assert len(quarantined) == 1_000 and set(quarantined[ID]) == set(copies[ID])
+    others = _quarantined(result, None)
+    assert set(scores[ID]) | set(others[ID]) == set(feb[ID])  # every id is scored once or quarantined
+
+
+def _quarantined(result: dict, reason: str | None) -> pd.DataFrame:
+    folder = Path(result["quarantine_uri"])
+    frame = pd.read_parquet(folder) if folder.exists() else pd.DataFrame({ID: [], "quarantine_reasons": []})
+    if reason is None:
+        return frame
+    return frame[frame["quarantine_reasons"].astype(str).str.contains(reason, regex=False)]
+
+
+def test_two_columns_of_the_same_name_get_one_line_naming_the_column(env, trained, tmp_path):
+    feb = trained["feb_frame"].head(500)
+    table = pa.Table.from_pandas(feb, preserve_index=False)
+    table = table.append_column(pa.field("temp", pa.float64()), table.column("temp"))
+    path = tmp_path / "in" / "twice.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(table, path)
+    with pytest.raises(InputDataError, match=r"has 2 columns named 'temp': column names must be unique") as err:
+        score(input_uri=str(path), output_uri=str(tmp_path / "out"))
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.parquet"))
+
+
+# --- a scoring process killed mid-run -----------------------------------------------------------------
+
+CHILD = """
+import sys
+from flows.score import score
+score(input_uri=sys.argv[1], output_uri=sys.argv[2])
+"""
+
+
+def visible_parts(root: Path) -> set[str]:
+    """What a folder or Hive-style reader of the output root reads: no path part starting with _ or ."""
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*.parquet")
+        if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
+    }
+
+
+@pytest.mark.timeout(1800)  # starts a second process that imports the stack: slow on a busy machine
+def test_a_killed_rerun_is_invisible_and_the_next_run_cleans_up(env, trained, tmp_path, configure):
+    from prefect.settings import PREFECT_API_URL
+
+    out = tmp_path / "out"
+    first = score(input_uri=trained["feb_uri"], output_uri=str(out))  # a complete earlier output
+    manifest = Path(first["manifest_uri"])
+    committed, listed = visible_parts(out), manifest.read_text()
+
+    configure(scoring={"chunk_rows": 1_000})  # many partitions: the kill lands while parts are being written
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, trained["feb_uri"], str(out)],
+        cwd=REPO,
+        env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "child.log").open("wb"),
+        start_new_session=True,
+    )
+    staging = out / "_staging"
+    try:
+        while child.poll() is None and not list(staging.rglob("part-*.parquet")):
+            time.sleep(0.02)
+        assert child.poll() is None, (tmp_path / "child.log").read_text()[-3000:]
+        os.killpg(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert list(staging.rglob("part-*.parquet"))  # it was killed mid-run, with parts written
+    assert visible_parts(out) == committed and manifest.read_text() == listed  # readers see the earlier output
+
+    again = score(input_uri=trained["feb_uri"], output_uri=str(out))
+    assert again["rows_in"] == again["rows_scored"] + again["rows_quarantined"] == len(trained["feb_frame"])
+    scores = pd.read_parquet(again["scores_uri"])
+    assert len(scores) == again["rows_scored"] and scores["flight_id"].is_unique
+    assert {f"{Path(again['scores_uri']).relative_to(out)}/{f}" for f in again["files"] if "/" not in f} == (
+        visible_parts(out)
+    )
+    assert json.loads(manifest.read_text())["flow_run_id"] == again["flow_run_id"]
+    assert not list(staging.rglob("*.parquet")) and not list(out.rglob("*.tmp"))
