@@ -59,11 +59,11 @@ def test_a_champion_that_keeps_moving_ends_in_superseded(mlhome, monkeypatch):
     register(run_id=first)
     real_move, tries = register_module.move_alias.fn, []
 
-    def champion_always_moved_meanwhile(ctx, alias, version, reason, *, expected="*"):
+    def champion_always_moved_meanwhile(ctx, alias, version, reason, approval=None, *, expected="*"):
         if alias == "champion":
             tries.append(expected)
             raise AliasConflict(f"@champion points at version 9, not {expected} as expected")
-        return real_move(ctx, alias, version, reason, expected=expected)
+        return real_move(ctx, alias, version, reason, approval, expected=expected)
 
     monkeypatch.setattr(register_module.move_alias, "fn", champion_always_moved_meanwhile)
     decision = register(run_id=second)
