@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from browser import headless_chromium
 from e2e_support import artifacts_dir, record
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -40,15 +40,6 @@ FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 RUN_TIMEOUT_SECONDS = 300
 # Prefect 3 UI / MLflow UI render client-side: wait for text, never for a fixed time
 UI_TIMEOUT_MS = 60_000
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 # --- running deployments on the stack's worker -----------------------------------------------------------------
@@ -348,20 +339,11 @@ def _scored_rows(endpoint: str, summaries: list[dict]) -> int:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.skip(
-            "no chromium on PATH: the UI checks need Debian's chromium package "
-            "(`apt-get install -y --no-install-recommends chromium`; .ci/run installs it)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with headless_chromium(
+        "no chromium on PATH: the UI checks need Debian's chromium package "
+        "(`apt-get install -y --no-install-recommends chromium`; .ci/run installs it)"
+    ) as launched:
+        yield launched
 
 
 @pytest.mark.timeout(1200)

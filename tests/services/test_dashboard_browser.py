@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,40 +21,23 @@ from typing import Any
 
 import pytest
 import replayed_lake
+from browser import headless_chromium
 from conftest_timings import TIMINGS
 
 from adapters import processes
 from flows.settings import REPO_ROOT
 from services.dashboard import fmt
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 UI_TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.skip(
-            "no chromium on PATH: the dashboard checks need Debian's chromium package "
-            "(`apt-get install -y --no-install-recommends chromium`)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with headless_chromium(
+        "no chromium on PATH: the dashboard checks need Debian's chromium package "
+        "(`apt-get install -y --no-install-recommends chromium`)"
+    ) as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
