@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from batches import fixture_tables, write_batch
+from harness import prefect_test_api
 
 PII_KEY = "test-only-pii-key-0123456789abcdef"
 
@@ -14,15 +15,8 @@ PII_KEY = "test-only-pii-key-0123456789abcdef"
 @pytest.fixture(scope="session", autouse=True)
 def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One temporary Prefect API for the whole session (it takes seconds to start)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        mp.setenv("GX_ANALYTICS_ENABLED", "false")
-        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        with prefect_test_harness(server_startup_timeout=120):
-            yield
+    with prefect_test_api():
+        yield
 
 
 @pytest.fixture
