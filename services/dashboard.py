@@ -260,16 +260,21 @@ def _bands(fig: go.Figure, rows: pd.DataFrame, bundle: view.Bundle) -> None:
     fig.update_layout(yaxis3={"overlaying": "y", "range": [0, 1.05], "visible": False})
 
 
-def _performance(bundle: view.Bundle, rows: pd.DataFrame) -> go.Figure:
-    fig = go.Figure()
-    est, low, high = rows["est_roc_auc"], rows["est_roc_auc_low"], rows["est_roc_auc_high"]
+def _add_estimate(fig: go.Figure, rows: pd.DataFrame, column: str, name: str) -> None:
+    """The estimate in `column` as a line, its `<column>_low`..`<column>_high` interval as error bars."""
+    est, low, high = rows[column], rows[f"{column}_low"], rows[f"{column}_high"]
     fig.add_scatter(
         x=_x(rows),
         y=est,
-        name=f"estimated {bundle.metric} (no labels)",
+        name=name,
         mode="lines+markers",
         error_y={"type": "data", "symmetric": False, "array": high - est, "arrayminus": est - low},
     )
+
+
+def _performance(bundle: view.Bundle, rows: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    _add_estimate(fig, rows, "est_roc_auc", f"estimated {bundle.metric} (no labels)")
     fig.add_scatter(x=_x(rows), y=rows["real_roc_auc"], name=f"realized {bundle.metric}", mode="lines+markers")
     _bands(fig, rows, bundle)
     return _axis(fig, rows, f"Performance: estimated before labels vs realized after ({bundle.metric})")
@@ -277,14 +282,7 @@ def _performance(bundle: view.Bundle, rows: pd.DataFrame) -> go.Figure:
 
 def _value(bundle: view.Bundle, rows: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
-    est, low, high = rows["est_value"], rows["est_value_low"], rows["est_value_high"]
-    fig.add_scatter(
-        x=_x(rows),
-        y=est,
-        name="estimated value",
-        mode="lines+markers",
-        error_y={"type": "data", "symmetric": False, "array": high - est, "arrayminus": est - low},
-    )
+    _add_estimate(fig, rows, "est_value", "estimated value")
     fig.add_bar(x=_x(rows), y=rows["real_value"], name="realized value", marker_color="rgba(44,160,44,0.6)")
     _bands(fig, rows, bundle)
     fig.update_layout(yaxis={"title": bundle.value_unit or "value"})
