@@ -98,11 +98,12 @@ def _stop_stack_servers() -> list[str]:
 
 
 def _state_in(home: Path, backup_root: str | None) -> str | None:
-    """The first file of product state in ``home``; backups and the stack's own folder do not count (a fresh
-    stack's servers create their empty databases there, and restoring replaces them)."""
+    """The first file of product state in ``home``; backups, the stack's own folder (a fresh stack's servers
+    create their empty databases there, and restoring replaces them), the commands' log files (the restore
+    command itself writes one) and the processes' TMPDIR do not count."""
     if not home.exists():
         return None
-    ignored = [home / "backups", home / "stack"]
+    ignored = [home / "backups", home / "stack", home / "logs", home / "tmp"]
     if backup_root and not backup_root.startswith("s3://"):
         ignored.append(Path(backup_root))
     for path in sorted(home.rglob("*")):
