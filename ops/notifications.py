@@ -42,7 +42,7 @@ class Channel(_Strict):
     block: str = Field(min_length=1)
     type: Literal["custom-webhook", "slack-webhook", "ms-teams-webhook"]
     url_env: str = Field(min_length=1)
-    url_secret_block: str = Field(min_length=1)
+    url_block: str = Field(min_length=1)  # name of the Prefect Secret block holding the URL (never the URL)
     custom_webhook: CustomWebhook
 
 
@@ -172,7 +172,7 @@ def resolve_url(channel: Channel) -> str | None:
     from prefect.blocks.system import Secret
 
     try:
-        secret = Secret.load(channel.url_secret_block)
+        secret = Secret.load(channel.url_block)
     except ValueError:  # no such block document
         return None
     value = secret.get()
@@ -196,7 +196,7 @@ def apply_notifications(api_url: str, path: Path = NOTIFICATIONS_FILE, *, requir
     with _api(api_url):
         url = resolve_url(channel)
         if url is None:
-            where = f"set {channel.url_env} or the Prefect Secret block '{channel.url_secret_block}'"
+            where = f"set {channel.url_env} or the Prefect Secret block '{channel.url_block}'"
             if required:
                 raise MlopsError(f"no notification URL for block '{channel.block}': {where}")
             return {f"block {channel.block}": f"skipped: no URL ({where})"}
