@@ -72,7 +72,7 @@ def consume(
             pii_key=ctx.pii_key() if any(ctx.usecase.pii.get(c) == "hash" for c in model_inputs(ctx.usecase)) else None,
         )
 
-    run_command(as_json, "scoring the stream", work, lambda r: show_mapping("Stream consumer", _flat(r)))
+    run_command(as_json, "scoring the stream", work, lambda r: show_mapping("Stream consumer", _flat(r)), service=True)
 
 
 @stream_app.command("setup")

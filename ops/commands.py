@@ -50,15 +50,19 @@ def _options(
     command_log.set_debug(debug)
 
 
-def run_command(as_json: bool, label: str, work: Callable[[], Any], show: Callable[[Any], None]) -> None:
+def run_command(
+    as_json: bool, label: str, work: Callable[[], Any], show: Callable[[Any], None], *, service: bool = False
+) -> None:
     """Run ``work`` with a spinner, print its result as JSON or via ``show``; turn known errors into one line.
 
     Logs go to a log file of this run (``command_log``); on failure the line names it and it holds the traceback.
+    An always-on ``service`` keeps logging on stderr, where container platforms and supervisors collect it.
     """
     started = time.perf_counter()
     log = command_log.new_log_file(label)
+    logs = contextlib.nullcontext() if service else command_log.logs_to(log)
     try:
-        with _quiet_stdout(as_json), command_log.logs_to(log), _spinner(label):
+        with _quiet_stdout(as_json), logs, _spinner(label):
             result = work()
     except Exception as exc:  # a flow run re-raises what failed inside it; keep the one-line contract
         command_log.record_failure(log, exc)
