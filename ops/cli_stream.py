@@ -56,7 +56,7 @@ def consume(
     from services.stream_runner import run_consumer
     from tasks.training import model_inputs
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    _log_to_stderr("services", "adapters")
 
     def work() -> dict:
         ctx, settings = stream_settings(profile, usecase, stream)
@@ -180,3 +180,14 @@ def status(
 
 def _flat(result: dict) -> dict:
     return {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in result.items()}
+
+
+def _log_to_stderr(*names: str) -> None:
+    """The consumer's own INFO lines (shards taken, batches written) on stderr, whatever root level Prefect set."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    for name in names:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.handlers = [handler]
+        logger.propagate = False
