@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -27,9 +28,10 @@ class Context:
         """The thread policy around a model fit or predict: ``with ctx.model_threads(): model.fit(...)``."""
         return compute.model_threads(self.settings.compute.model_threads)
 
-    def pii_key(self) -> bytes | None:
-        """The keyed-hash secret, fetched only when the PII policy hashes a column."""
-        if "hash" not in self.usecase.pii.values():
+    def pii_key(self, columns: Iterable[str] | None = None) -> bytes | None:
+        """The keyed-hash secret, fetched only when the PII policy hashes a column (of ``columns``, if given)."""
+        names = self.usecase.pii if columns is None else columns
+        if not any(self.usecase.pii.get(name) == "hash" for name in names):
             return None
         ref = self.settings.secrets.pii_key
         return resolve_secret(ref.source, ref.env_var, ref.prefect_block, ref.file)

@@ -41,8 +41,7 @@ def build_services(profile: str | None = None, usecase: str | None = None, overr
     def holder(alias: str, version: str | None) -> ModelHolder:
         return ModelHolder(registry, uc, alias=alias, version=version, check_rows=api.check_rows, **holder_args)
 
-    hashed = [c for c in model_inputs(uc) if uc.pii.get(c) == "hash"]
-    pii_key = ctx.pii_key() if hashed else None
+    pii_key = ctx.pii_key(model_inputs(uc))  # only the inputs a request carries are hashed on the way in
 
     def prediction_log(name: str) -> PredictionLog | None:
         if not api.log_predictions:

@@ -69,7 +69,7 @@ def consume(
             root,
             f"{ctx.settings.home}/models",
             idle_exit_seconds=idle_exit,
-            pii_key=ctx.pii_key() if any(ctx.usecase.pii.get(c) == "hash" for c in model_inputs(ctx.usecase)) else None,
+            pii_key=ctx.pii_key(model_inputs(ctx.usecase)),
         )
 
     run_command(as_json, "scoring the stream", work, lambda r: show_mapping("Stream consumer", _flat(r)), service=True)
